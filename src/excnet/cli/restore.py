@@ -1,0 +1,168 @@
+"""`excnet restore` and `excnet estimate`: photos in, restored photos or curve parameters out."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from ..curve import Curve
+from ..imageio import ImageError, read_image, write_image
+from ..pipeline import Restorer
+from .common import (
+    OUTPUT_TAG,
+    UsageError,
+    add_curve_options,
+    find_images,
+    finite_or_none,
+    given_curve,
+    make_restorer,
+    print_json,
+    progress,
+)
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("restore", help="restore back-lit photos",
+                       description="Restore back-lit photos (files or folders).")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    p.add_argument("-o", "--output", type=Path, default=None, metavar="OUT",
+                   help="output file (one input file) or folder (mirrors input folders); "
+                        f"default: NAME{OUTPUT_TAG}.EXT beside each input")
+    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP/HEIC quality (default 95)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="allow an output to replace an input file")
+    p.add_argument("--json", action="store_true", help="print one JSON record per input")
+    add_curve_options(p)
+    p.set_defaults(run=run_restore)
+
+    e = sub.add_parser("estimate", help="estimate curve parameters without writing images",
+                       description="Estimate phi for photos; save one curve for a series.")
+    e.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    e.add_argument("--save", type=Path, default=None, metavar="FILE",
+                   help="write the curve (the median phi over all inputs) as JSON to FILE")
+    e.add_argument("--json", action="store_true", help="print one JSON record per input")
+    add_curve_options(e)
+    e.set_defaults(run=run_estimate)
+
+
+def _output_path(src: Path, root: Path | None, out: Path | None, single_file: bool,
+                 one_folder: bool) -> Path:
+    """Where src goes: beside it, at OUT, or mirrored under OUT (one input folder's contents go
+    straight into OUT; with several inputs each folder keeps its name under OUT)."""
+    if out is None:
+        return src.with_name(f"{src.stem}{OUTPUT_TAG}{src.suffix}")
+    if single_file:
+        return out
+    if root is None:
+        return out / src.name
+    rel = src.relative_to(root)
+    return out / rel if one_folder else out / root.resolve().name / rel
+
+
+def _record(src: Path, dst: Path | None) -> dict:
+    return {"input": str(src), "output": None if dst is None else str(dst), "status": "error",
+            "error": None, "phi_s": None, "phi_h": None, "iterations": None, "loss": None,
+            "seconds": None}
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    if args.quality < 1 or args.quality > 100:
+        raise UsageError("--quality must be between 1 and 100")
+    curve = given_curve(args)
+    restorer = make_restorer(args)
+    jobs = list(find_images(args.inputs, skip_outputs=args.output is None))
+    single_file = (len(args.inputs) == 1 and len(jobs) == 1 and jobs[0][1] is None
+                   and args.output is not None and not args.output.is_dir())
+    one_folder = len(args.inputs) == 1 and args.inputs[0].is_dir()
+    inputs = {os.path.realpath(src) for src, _ in jobs}
+    failures: list[str] = []
+    with progress(len(jobs), enabled=not args.json) as advance:
+        for src, root in jobs:
+            dst = _output_path(src, root, args.output, single_file, one_folder)
+            rec = _restore_one(restorer, src, dst, curve, args, inputs)
+            if rec["status"] != "ok":
+                failures.append(rec["error"])
+                print(f"excnet: {rec['error']}", file=sys.stderr)
+            if args.json:
+                print_json(rec)
+            advance()
+    return _summary("restored", len(jobs), failures, args.json)
+
+
+def _restore_one(restorer: Restorer, src: Path, dst: Path, curve: Curve | None,
+                 args: argparse.Namespace, inputs: set[str]) -> dict:
+    rec = _record(src, dst)
+    t0 = time.perf_counter()
+    try:
+        if os.path.realpath(dst) in inputs and not args.overwrite:
+            raise ImageError(f"{dst}: output would replace an input (use --overwrite)")
+        img = read_image(src)
+        t1 = time.perf_counter()
+        res = restorer.restore(img.pixels, curve)
+        t2 = time.perf_counter()
+        write_image(dst, res.image, like=img, quality=args.quality)
+        t3 = time.perf_counter()
+    except (ImageError, ValueError, OSError) as exc:
+        rec["error"] = str(exc) if str(src) in str(exc) else f"{src}: {exc}"
+        return rec
+    rec.update(status="ok", phi_s=res.curve.phi_s, phi_h=res.curve.phi_h,
+               iterations=res.iterations, loss=finite_or_none(res.loss),
+               seconds={"decode": t1 - t0, "base": res.seconds["base"],
+                        "estimate": res.seconds["estimate"], "apply": res.seconds["apply"],
+                        "encode": t3 - t2, "total": t3 - t0})
+    return rec
+
+
+def _summary(verb: str, total: int, failures: list[str], quiet: bool) -> int:
+    if failures:
+        print(f"excnet: {verb} {total - len(failures)} of {total}; {len(failures)} failed:",
+              file=sys.stderr)
+        for f in failures:
+            print(f"  {f}", file=sys.stderr)
+        return 1
+    if total == 0:
+        print("excnet: no image files found", file=sys.stderr)
+        return 1
+    if not quiet and sys.stderr.isatty():
+        print(f"excnet: {verb} {total} file{'s' if total != 1 else ''}", file=sys.stderr)
+    return 0
+
+
+def run_estimate(args: argparse.Namespace) -> int:
+    if given_curve(args) is not None:
+        raise UsageError("estimate computes phi; --params/--phi-s/--phi-h make no sense here")
+    restorer = make_restorer(args)
+    jobs = list(find_images(args.inputs, skip_outputs=True))
+    failures: list[str] = []
+    phis: list[tuple[float, float]] = []
+    with progress(len(jobs), enabled=not args.json, label="estimating") as advance:
+        for src, _ in jobs:
+            rec = _record(src, None)
+            t0 = time.perf_counter()
+            try:
+                img = read_image(src)
+                est, _ = restorer.estimate(img.pixels)
+            except (ImageError, ValueError, OSError) as exc:
+                rec["error"] = str(exc) if str(src) in str(exc) else f"{src}: {exc}"
+                failures.append(rec["error"])
+                print(f"excnet: {rec['error']}", file=sys.stderr)
+            else:
+                phis.append((est.phi_s, est.phi_h))
+                rec.update(status="ok", phi_s=est.phi_s, phi_h=est.phi_h,
+                           iterations=est.iterations, loss=est.loss,
+                           seconds={"total": time.perf_counter() - t0})
+                if not args.json:
+                    print(f"{src}\tphi_s={est.phi_s:.4f}\tphi_h={est.phi_h:.4f}\t"
+                          f"iterations={est.iterations}")
+            if args.json:
+                print_json(rec)
+            advance()
+    if args.save is not None and phis:
+        curve = restorer.curve_for(statistics.median(p[0] for p in phis),
+                                       statistics.median(p[1] for p in phis))
+        curve.save(args.save)
+    return _summary("estimated", len(jobs), failures, args.json)

@@ -1,0 +1,76 @@
+"""Colour handling: luminance in, per-pixel gain out.
+
+Pixels are uint8 or uint16 arrays shaped (H, W) grey, (H, W, 2) grey + alpha, (H, W, 3) RGB or
+(H, W, 4) RGBA. Luminance is always on the 0..255 scale, whatever the bit depth, because the
+method's constants (eps = 800) are defined there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Y of YIQ (and of Rec. 601): the luminance the reference trains on.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def check_pixels(pixels: np.ndarray) -> None:
+    """Raise ValueError unless `pixels` is a supported image array."""
+    if not isinstance(pixels, np.ndarray):
+        raise ValueError("image must be a NumPy array")
+    if pixels.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"image dtype must be uint8 or uint16, not {pixels.dtype}")
+    if pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] in (1, 2, 3, 4)):
+        if pixels.shape[0] == 0 or pixels.shape[1] == 0:
+            raise ValueError(f"image has no pixels (shape {pixels.shape})")
+        return
+    raise ValueError(f"image shape must be (H, W) or (H, W, 1|2|3|4), not {pixels.shape}")
+
+
+def colour_channels(pixels: np.ndarray) -> int:
+    """Number of colour (non-alpha) channels: 1 or 3."""
+    if pixels.ndim == 2 or pixels.shape[2] in (1, 2):
+        return 1
+    return 3
+
+
+def scale_to_255(dtype: np.dtype) -> float:
+    """Factor that maps the dtype's full range onto 0..255."""
+    return 255.0 / np.iinfo(dtype).max
+
+
+def luminance(pixels: np.ndarray) -> np.ndarray:
+    """Y = 0.299 R + 0.587 G + 0.114 B on the 0..255 scale, float32 (H, W). Alpha is ignored."""
+    check_pixels(pixels)
+    k = scale_to_255(pixels.dtype)
+    if colour_channels(pixels) == 1:
+        grey = pixels if pixels.ndim == 2 else pixels[..., 0]
+        return grey.astype(np.float32) * np.float32(k)
+    r, g, b = (np.float32(w * k) for w in LUMA_WEIGHTS)
+    rgb = pixels[..., :3]
+    y = rgb[..., 0] * r
+    y += rgb[..., 1] * g
+    y += rgb[..., 2] * b
+    return y
+
+
+def apply_gain(pixels: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """Multiply every colour channel by the per-pixel gain (H, W), clip, keep dtype; alpha untouched.
+
+    Because YIQ is linear in RGB, scaling Y, I and Q by the same ratio (the reference's
+    chrominance step) is exactly this.
+    """
+    check_pixels(pixels)
+    top = np.iinfo(pixels.dtype).max
+    out = pixels.copy()
+    n = colour_channels(pixels)
+    if pixels.ndim == 2:
+        out[:] = _scaled(pixels, gain, top)
+    else:
+        out[..., :n] = _scaled(pixels[..., :n], gain[..., None], top)
+    return out
+
+
+def _scaled(values: np.ndarray, gain: np.ndarray, top: int) -> np.ndarray:
+    res = values * gain.astype(np.float32, copy=False)
+    np.clip(res, 0, top, out=res)
+    return np.rint(res, out=res).astype(values.dtype)

@@ -1,0 +1,104 @@
+"""The S-curve of Yuan & Sun (ECCV 2012) that ExCNet estimates, and the parameters that select it.
+
+    f(x; phi_s, phi_h) = x + phi_s * f_delta(x) - phi_h * f_delta(1 - x),   x in [0, 1]
+    f_delta(x)         = k1 * x * exp(-k2 * x**k3),   k1 = 5, k2 = 14, k3 = 1.6
+
+phi_s lifts the shadows, phi_h pulls the highlights down; (0, 0) is the identity. The functions
+accept NumPy arrays or torch tensors of any shape and return the same type.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+K1, K2, K3 = 5.0, 14.0, 1.6
+
+#: The reference restores with only this fraction of the estimated phi_h (it trains with all of it).
+DEFAULT_HIGHLIGHT_SCALE = 0.2
+
+Array = TypeVar("Array", np.ndarray, torch.Tensor)
+
+
+def f_delta(x: Array) -> Array:
+    """The curve's bump, k1 * x * exp(-k2 * x**k3); peaks near x = 0.143 at about 0.383."""
+    if isinstance(x, torch.Tensor):
+        return K1 * x * torch.exp(-K2 * x.clamp_min(0) ** K3)
+    x = np.asarray(x)
+    return K1 * x * np.exp(-K2 * np.maximum(x, 0) ** K3)
+
+
+def s_curve(x: Array, phi_s: float | Array, phi_h: float | Array) -> Array:
+    """f(x; phi_s, phi_h): the tone curve applied to values x in [0, 1]."""
+    return x + phi_s * f_delta(x) - phi_h * f_delta(1 - x)
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Estimated curve parameters plus the user's controls.
+
+    The applied curve is f(x; s * phi_s, h * s * phi_h) with strength s and highlight scale h,
+    everywhere: CLI, API, service and plots. `Curve(...).save(path)` writes the JSON that
+    `excnet restore --params` reads back.
+    """
+
+    phi_s: float
+    phi_h: float
+    strength: float = 1.0
+    highlight_scale: float = DEFAULT_HIGHLIGHT_SCALE
+
+    def __post_init__(self) -> None:
+        for name in ("phi_s", "phi_h", "strength", "highlight_scale"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"curve parameter {name} must be a finite number")
+
+    @property
+    def applied(self) -> tuple[float, float]:
+        """(phi_s, phi_h) as actually applied to the image."""
+        s = self.strength
+        return s * self.phi_s, self.highlight_scale * s * self.phi_h
+
+    def __call__(self, x: Array) -> Array:
+        a_s, a_h = self.applied
+        return s_curve(x, a_s, a_h)
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: float(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Curve:
+        try:
+            return cls(
+                phi_s=float(data["phi_s"]),
+                phi_h=float(data["phi_h"]),
+                strength=float(data.get("strength", 1.0)),
+                highlight_scale=float(data.get("highlight_scale", DEFAULT_HIGHLIGHT_SCALE)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a curve: need numeric phi_s and phi_h ({exc})") from None
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Curve:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}: cannot read curve parameters ({exc})") from None
+
+
+def gain_lut(curve: Curve, size: int = 4096) -> np.ndarray:
+    """Per-pixel gain f(b)/(b + 1e-5) tabulated on a uniform grid of b in [0, 1] (float32).
+
+    Used with linear interpolation by the fast restoration path; the curve is smooth, so 4096
+    entries keep the result within a small fraction of a grey level.
+    """
+    b = np.linspace(0.0, 1.0, size, dtype=np.float64)
+    return (curve(b) / (b + 1e-5)).astype(np.float32)
