@@ -1,0 +1,267 @@
+// The excnet page: upload once, then retune the curve on a preview without a round trip.
+// The server returns a downscaled preview and the base layer of the photo; the gain
+// f(b)/(b + 1e-5) of the curve f(x; s*phi_s, h*s*phi_h) is applied here, per pixel, exactly
+// as the pipeline does. The full-resolution download applies the chosen curve on the server.
+"use strict";
+
+const API = "/api/v1";
+const PREVIEW_SIZE = 1024;
+const $ = (id) => document.getElementById(id);
+
+// The S-curve of the method (excnet/curve.py).
+function fDelta(x) {
+  return 5 * x * Math.exp(-14 * Math.pow(Math.max(x, 0), 1.6));
+}
+function sCurve(x, phiS, phiH) {
+  return x + phiS * fDelta(x) - phiH * fDelta(1 - x);
+}
+
+const state = { file: null, estimate: null, source: null, base: null, limits: null };
+
+function controls() {
+  return {
+    phi_s: Number($("phi-s").value),
+    phi_h: Number($("phi-h").value),
+    strength: Number($("strength").value),
+    highlight_scale: Number($("highlight").value),
+  };
+}
+
+function applied(c) {
+  return [c.strength * c.phi_s, c.highlight_scale * c.strength * c.phi_h];
+}
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+function setStatus(message) {
+  $("status").textContent = message;
+}
+
+async function errorMessage(response) {
+  try {
+    const body = await response.json();
+    if (body && body.error && body.error.message) return body.error.message;
+  } catch (_) { /* not JSON */ }
+  if (response.status === 503) return "The server is busy; please try again in a moment.";
+  return `The server answered ${response.status} ${response.statusText}.`;
+}
+
+function plainWords(status, message) {
+  if (status === 413) return `This photo is too large. ${message}`;
+  if (status === 415) return `This file is not a photo excnet can read. ${message}`;
+  if (status === 503) return `The server is busy right now; please try again shortly. ${message}`;
+  return `Could not restore this photo: ${message}`;
+}
+
+async function loadLimits() {
+  try {
+    const r = await fetch(`${API}/health`);
+    if (!r.ok) return;
+    const health = await r.json();
+    state.limits = health.limits;
+    const bytes = health.limits.max_upload_bytes;
+    const mb = (bytes / 1048576).toFixed(bytes < 10485760 ? 1 : 0);
+    const mp = (health.limits.max_pixels / 1e6).toFixed(0);
+    $("limits").textContent = `JPEG, PNG, TIFF, WebP or HEIC; up to ${mb} MB and ${mp} megapixels.`;
+  } catch (_) { /* the upload will report problems */ }
+}
+
+async function imagePixels(url, canvas) {
+  const img = new Image();
+  img.src = url;
+  await img.decode();
+  const c = canvas || document.createElement("canvas");
+  c.width = img.naturalWidth;
+  c.height = img.naturalHeight;
+  const ctx = c.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(img, 0, 0);
+  return ctx.getImageData(0, 0, c.width, c.height);
+}
+
+async function upload(file) {
+  showError("");
+  if (!file) return;
+  if (state.limits && file.size > state.limits.max_upload_bytes) {
+    showError(`This photo is too large: ${file.name} has ${file.size} bytes, the limit is ` +
+              `${state.limits.max_upload_bytes} bytes.`);
+    return;
+  }
+  setStatus(`Estimating the curve for ${file.name}…`);
+  document.body.classList.add("busy");
+  const form = new FormData();
+  form.append("file", file);
+  const solver = $("solver").value;
+  if (solver) form.append("solver", solver);
+  try {
+    const r = await fetch(`${API}/estimate?preview=${PREVIEW_SIZE}`, { method: "POST", body: form });
+    if (!r.ok) {
+      setStatus("");
+      showError(plainWords(r.status, await errorMessage(r)));
+      return;
+    }
+    const est = await r.json();
+    state.file = file;
+    state.estimate = est;
+    state.source = await imagePixels(est.preview.image, $("before"));
+    const base = await imagePixels(est.preview.base);
+    state.base = new Uint8Array(base.width * base.height);
+    for (let i = 0; i < state.base.length; i++) state.base[i] = base.data[4 * i];
+    $("after").width = state.source.width;
+    $("after").height = state.source.height;
+    $("result").hidden = false;
+    resetControls();
+    setStatus(`${est.name}: ${est.width} × ${est.height} pixels. Move the sliders to tune it.`);
+  } catch (err) {
+    setStatus("");
+    showError(`Could not reach the server (${err.message}).`);
+  } finally {
+    document.body.classList.remove("busy");
+  }
+}
+
+function setSlider(id, value) {
+  const el = $(id);
+  if (value < Number(el.min)) el.min = String(Math.floor(value * 10) / 10);
+  if (value > Number(el.max)) el.max = String(Math.ceil(value * 10) / 10);
+  el.value = String(value);
+}
+
+function resetControls() {
+  const c = state.estimate.curve;
+  setSlider("phi-s", c.phi_s);
+  setSlider("phi-h", c.phi_h);
+  setSlider("strength", c.strength);
+  setSlider("highlight", c.highlight_scale);
+  update();
+}
+
+// Restored preview: every colour channel times the gain of the pixel's base-layer value.
+function renderPreview(c) {
+  const [aS, aH] = applied(c);
+  const gain = new Float64Array(256);
+  for (let v = 0; v < 256; v++) {
+    const b = v / 255;
+    gain[v] = sCurve(b, aS, aH) / (b + 1e-5);
+  }
+  const src = state.source.data;
+  const out = new ImageData(state.source.width, state.source.height);
+  const dst = out.data; // Uint8ClampedArray: clamps and rounds half to even, as np.rint
+  for (let i = 0, p = 0; i < state.base.length; i++, p += 4) {
+    const g = gain[state.base[i]];
+    dst[p] = src[p] * g;
+    dst[p + 1] = src[p + 1] * g;
+    dst[p + 2] = src[p + 2] * g;
+    dst[p + 3] = 255;
+  }
+  $("after").getContext("2d").putImageData(out, 0, 0);
+}
+
+function drawCurve(c) {
+  const [aS, aH] = applied(c);
+  const pts = [];
+  for (let i = 0; i <= 128; i++) {
+    const x = i / 128;
+    const y = Math.min(1.2, Math.max(-0.2, sCurve(x, aS, aH)));
+    pts.push(`${x.toFixed(4)},${(1 - y).toFixed(4)}`);
+  }
+  $("curve").setAttribute("d", `M${pts.join(" L")}`);
+  const e = state.estimate;
+  $("phi-text").textContent =
+    `φs = ${c.phi_s.toFixed(3)}, φh = ${c.phi_h.toFixed(3)} · applied ` +
+    `${aS.toFixed(3)}, ${aH.toFixed(3)} · estimated ${e.curve.phi_s.toFixed(3)}, ` +
+    `${e.curve.phi_h.toFixed(3)} by ${e.solver} in ${e.iterations} iterations`;
+}
+
+function update() {
+  const c = controls();
+  $("phi-s-out").textContent = c.phi_s.toFixed(3);
+  $("phi-h-out").textContent = c.phi_h.toFixed(3);
+  $("strength-out").textContent = c.strength.toFixed(2);
+  $("highlight-out").textContent = c.highlight_scale.toFixed(2);
+  drawCurve(c);
+  renderPreview(c);
+}
+
+function setCompare() {
+  const v = $("compare").value;
+  $("after").style.clipPath = `inset(0 0 0 ${v}%)`;
+  $("divider").style.left = `${v}%`;
+}
+
+function stem(name) {
+  const dot = name.lastIndexOf(".");
+  return dot > 0 ? name.slice(0, dot) : name;
+}
+
+function saveBlob(blob, filename) {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = filename;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 60000);
+}
+
+async function download() {
+  if (!state.file) return;
+  showError("");
+  const button = $("download");
+  button.disabled = true;
+  setStatus("Restoring the full-resolution photo…");
+  const form = new FormData();
+  form.append("file", state.file);
+  for (const [k, v] of Object.entries(controls())) form.append(k, String(v));
+  try {
+    const r = await fetch(`${API}/apply`, { method: "POST", body: form });
+    if (!r.ok) {
+      setStatus("");
+      showError(plainWords(r.status, await errorMessage(r)));
+      return;
+    }
+    const match = /filename="([^"]+)"/.exec(r.headers.get("Content-Disposition") || "");
+    saveBlob(await r.blob(), match ? match[1] : `${stem(state.file.name)}.excnet.jpg`);
+    setStatus("Downloaded the full-resolution photo.");
+  } catch (err) {
+    setStatus("");
+    showError(`Could not reach the server (${err.message}).`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function saveParams() {
+  if (!state.file) return;
+  const json = JSON.stringify(controls(), null, 2) + "\n";
+  saveBlob(new Blob([json], { type: "application/json" }), `${stem(state.file.name)}.curve.json`);
+}
+
+function init() {
+  loadLimits();
+  $("file").addEventListener("change", (e) => upload(e.target.files[0]));
+  for (const id of ["phi-s", "phi-h", "strength", "highlight"]) {
+    $(id).addEventListener("input", update);
+  }
+  $("compare").addEventListener("input", setCompare);
+  $("reset").addEventListener("click", resetControls);
+  $("download").addEventListener("click", download);
+  $("save-params").addEventListener("click", saveParams);
+  $("solver").addEventListener("change", () => state.file && upload(state.file));
+  const drop = $("drop");
+  for (const type of ["dragenter", "dragover"]) {
+    document.addEventListener(type, (e) => { e.preventDefault(); drop.classList.add("over"); });
+  }
+  document.addEventListener("dragleave", () => drop.classList.remove("over"));
+  document.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    if (e.dataTransfer.files.length) upload(e.dataTransfer.files[0]);
+  });
+  setCompare();
+}
+
+init();

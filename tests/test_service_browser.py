@@ -1,0 +1,205 @@
+"""The page in a real browser: upload, compare slider, curve tuning, downloads and errors.
+
+Playwright drives Debian's /usr/bin/chromium (never a downloaded browser) against a uvicorn
+server on loopback. Screenshots go to test-artifacts/ at the repository root.
+"""
+
+from __future__ import annotations
+
+import base64
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_backlit
+
+from excnet import Curve, Restorer
+from excnet.cli import main
+from excnet.curve import s_curve
+from excnet.imageio import decode_image, encode_image
+from excnet.service import Settings, create_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+LIMIT = 1_500_000
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason="needs Debian's chromium (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def server():
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    app = create_app(Settings(solver="direct", max_upload_bytes=LIMIT))
+    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not srv.started and thread.is_alive():
+        thread.join(0.05)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    srv.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--headless", "--no-sandbox", "--disable-background-networking", "--disable-gpu",
+            "--disable-component-update", "--no-first-run", "--no-proxy-server"])
+        yield b
+        b.close()
+
+
+def canvas_pixels(page, selector: str) -> np.ndarray:
+    """RGB pixels of a canvas on the page, (H, W, 3) uint8."""
+    w, h, data = page.evaluate("""(sel) => {
+        const c = document.querySelector(sel);
+        const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+        return [c.width, c.height, Array.from(d).join(",")];
+    }""", selector)
+    values = np.array(data.split(","), dtype=np.uint8)
+    return values.reshape(h, w, 4)[..., :3]
+
+
+def page_base_layer(page) -> np.ndarray:
+    url = page.evaluate("() => state.estimate.preview.base")
+    return decode_image(base64.b64decode(url.split(",", 1)[1])).pixels
+
+
+def expected_preview(before: np.ndarray, base8: np.ndarray, curve: Curve) -> np.ndarray:
+    b = base8.astype(np.float64) / 255
+    gain = curve(b) / (b + 1e-5)
+    return np.clip(np.rint(before * gain[..., None]), 0, 255).astype(np.uint8)
+
+
+def set_controls(page, **values: float) -> None:
+    ids = {"phi_s": "#phi-s", "phi_h": "#phi-h", "strength": "#strength",
+           "highlight_scale": "#highlight"}
+    for name, v in values.items():
+        page.fill(ids[name], str(v))
+
+
+def test_upload_tune_compare_and_download(server, browser, tmp_path):
+    photo = make_backlit(240, 320, seed=5)
+    path = tmp_path / "backlit.png"
+    path.write_bytes(encode_image(photo, "PNG"))
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page.goto(server)
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector("#result:not([hidden])")
+    assert "240" in page.text_content("#status") and "320" in page.text_content("#status")
+
+    # The estimate on the page is the server's (direct solver), shown and set on the sliders.
+    est, _ = Restorer("direct").estimate(photo)
+    text = page.text_content("#phi-text")
+    assert f"φs = {est.phi_s:.3f}" in text and f"φh = {est.phi_h:.3f}" in text
+    assert "direct" in text and "0 iterations" in text
+    assert float(page.input_value("#phi-s")) == pytest.approx(est.phi_s, abs=1e-3)
+
+    # The restored preview is computed on the page with the method's gain, and is brighter.
+    before, after = canvas_pixels(page, "#before"), canvas_pixels(page, "#after")
+    base8 = page_base_layer(page)
+    shown = Curve(float(page.input_value("#phi-s")), float(page.input_value("#phi-h")))
+    diff = np.abs(after.astype(int) - expected_preview(before, base8, shown))
+    assert diff.max() <= 1
+    dark = base8 < 60  # the back-lit subject is lifted
+    assert after[dark].mean() > before[dark].mean() + 15
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "service-desktop.png"), full_page=True)
+
+    # Identity curve: the preview equals the original, the plot is the diagonal.
+    set_controls(page, phi_s=0, phi_h=0)
+    assert np.array_equal(canvas_pixels(page, "#after"), before)
+    points = [tuple(map(float, p.split(","))) for p in
+              page.get_attribute("#curve", "d")[1:].split(" L")]
+    assert all(abs((1 - y) - x) < 1e-3 for x, y in points)
+    assert "φs = 0.000" in page.text_content("#phi-text")
+
+    # A tuned curve: preview, plot and text follow at once.
+    tuned = Curve(1.2, 0.3, strength=0.9, highlight_scale=0.5)
+    set_controls(page, **tuned.to_dict())
+    after = canvas_pixels(page, "#after")
+    assert np.abs(after.astype(int) - expected_preview(before, base8, tuned)).max() <= 1
+    points = [tuple(map(float, p.split(","))) for p in
+              page.get_attribute("#curve", "d")[1:].split(" L")]
+    for x, y in points:
+        assert 1 - y == pytest.approx(float(s_curve(x, *tuned.applied)), abs=5e-4)
+    assert "applied 1.080, 0.135" in page.text_content("#phi-text")
+
+    # The before/after slider moves the split.
+    page.fill("#compare", "20")
+    assert page.eval_on_selector("#after", "c => c.style.clipPath") == "inset(0px 0px 0px 20%)"
+    assert page.eval_on_selector("#divider", "d => d.style.left") == "20%"
+
+    # Full-resolution download: the server applies exactly the tuned curve.
+    with page.expect_download() as dl:
+        page.click("#download")
+    out = tmp_path / dl.value.suggested_filename
+    dl.value.save_as(out)
+    assert out.name == "backlit.excnet.png"
+    restored = decode_image(out.read_bytes()).pixels
+    np.testing.assert_array_equal(restored, Restorer("direct").restore(photo, tuned).image)
+    page.wait_for_function("() => document.getElementById('status').textContent"
+                           ".includes('Downloaded')")
+
+    # The saved curve is the CLI's params file and gives the same image.
+    with page.expect_download() as dl:
+        page.click("#save-params")
+    params = tmp_path / "curve.json"
+    dl.value.save_as(params)
+    assert Curve.load(params) == tuned
+    assert main(["restore", str(path), "-o", str(tmp_path / "cli.png"),
+                 "--params", str(params)]) == 0
+    np.testing.assert_array_equal(decode_image((tmp_path / "cli.png").read_bytes()).pixels,
+                                  restored)
+    page.close()
+
+
+def test_errors_are_shown_in_plain_words(server, browser, tmp_path):
+    page = browser.new_page()
+    page.goto(server)
+    page.wait_for_function("() => document.getElementById('limits').textContent.includes('MB')")
+    fake = tmp_path / "holiday.jpg"
+    fake.write_text("this is not a photo")
+    page.set_input_files("#file", str(fake))
+    page.wait_for_selector("#error:not([hidden])")
+    message = page.text_content("#error")
+    assert "not a photo excnet can read" in message and "holiday.jpg" in message
+    assert page.is_hidden("#result")
+
+    big = tmp_path / "huge.png"
+    big.write_bytes(b"\x89PNG" + bytes(LIMIT + 10))
+    page.set_input_files("#file", str(big))
+    page.wait_for_function("() => document.getElementById('error').textContent"
+                           ".includes('too large')")
+    assert str(LIMIT) in page.text_content("#error")
+    page.close()
+
+
+def test_phone_layout_fits_the_screen(server, browser, tmp_path):
+    path = tmp_path / "phone.jpg"
+    path.write_bytes(encode_image(make_backlit(300, 200, seed=2), "JPEG", quality=90))
+    page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2,
+                            is_mobile=True, has_touch=True)
+    page.goto(server)
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector("#result:not([hidden])")
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= 390
+    viewer = page.locator(".viewer").bounding_box()
+    panel = page.locator(".panel").bounding_box()
+    assert panel["y"] >= viewer["y"] + viewer["height"] - 1  # stacked, not side by side
+    assert viewer["width"] <= 390 and panel["width"] <= 390
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "service-phone.png"), full_page=True)
+    assert page.eval_on_selector("#after", "c => [c.width, c.height]") == [200, 300]
+    page.close()
