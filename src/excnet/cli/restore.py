@@ -9,15 +9,15 @@ import sys
 import time
 from pathlib import Path
 
+from ..batch import new_record, restore_file
 from ..curve import Curve
-from ..imageio import ImageError, read_image, write_image
+from ..imageio import ImageError, read_image
 from ..pipeline import Restorer
 from .common import (
     OUTPUT_TAG,
     UsageError,
     add_curve_options,
     find_images,
-    finite_or_none,
     given_curve,
     make_restorer,
     print_json,
@@ -63,12 +63,6 @@ def _output_path(src: Path, root: Path | None, out: Path | None, single_file: bo
     return out / rel if one_folder else out / root.resolve().name / rel
 
 
-def _record(src: Path, dst: Path | None) -> dict:
-    return {"input": str(src), "output": None if dst is None else str(dst), "status": "error",
-            "error": None, "phi_s": None, "phi_h": None, "iterations": None, "loss": None,
-            "seconds": None}
-
-
 def run_restore(args: argparse.Namespace) -> int:
     if args.quality < 1 or args.quality > 100:
         raise UsageError("--quality must be between 1 and 100")
@@ -95,26 +89,11 @@ def run_restore(args: argparse.Namespace) -> int:
 
 def _restore_one(restorer: Restorer, src: Path, dst: Path, curve: Curve | None,
                  args: argparse.Namespace, inputs: set[str]) -> dict:
-    rec = _record(src, dst)
-    t0 = time.perf_counter()
-    try:
-        if os.path.realpath(dst) in inputs and not args.overwrite:
-            raise ImageError(f"{dst}: output would replace an input (use --overwrite)")
-        img = read_image(src)
-        t1 = time.perf_counter()
-        res = restorer.restore(img.pixels, curve)
-        t2 = time.perf_counter()
-        write_image(dst, res.image, like=img, quality=args.quality)
-        t3 = time.perf_counter()
-    except (ImageError, ValueError, OSError) as exc:
-        rec["error"] = str(exc) if str(src) in str(exc) else f"{src}: {exc}"
+    if os.path.realpath(dst) in inputs and not args.overwrite:
+        rec = new_record(src, dst)
+        rec["error"] = f"{dst}: output would replace an input (use --overwrite)"
         return rec
-    rec.update(status="ok", phi_s=res.curve.phi_s, phi_h=res.curve.phi_h,
-               iterations=res.iterations, loss=finite_or_none(res.loss),
-               seconds={"decode": t1 - t0, "base": res.seconds["base"],
-                        "estimate": res.seconds["estimate"], "apply": res.seconds["apply"],
-                        "encode": t3 - t2, "total": t3 - t0})
-    return rec
+    return restore_file(restorer, src, dst, curve, quality=args.quality)
 
 
 def _summary(verb: str, total: int, failures: list[str], quiet: bool) -> int:
@@ -141,7 +120,7 @@ def run_estimate(args: argparse.Namespace) -> int:
     phis: list[tuple[float, float]] = []
     with progress(len(jobs), enabled=not args.json, label="estimating") as advance:
         for src, _ in jobs:
-            rec = _record(src, None)
+            rec = new_record(src, None)
             t0 = time.perf_counter()
             try:
                 img = read_image(src)

@@ -1,0 +1,197 @@
+"""`excnet batch IN OUT`: restore a folder tree into a mirror tree, resumably, at any scale."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ..batch import (
+    BatchConfig,
+    WorkerDied,
+    default_workers,
+    is_uri,
+    list_images,
+    overlaps,
+    plan,
+    run_local,
+    sweep_temp_files,
+)
+from ..curve import DEFAULT_HIGHLIGHT_SCALE
+from ..manifest import DoneSet, ManifestWriter
+from .common import UsageError, add_curve_options, given_curve, print_json
+
+MANIFEST_NAME = "excnet-manifest.jsonl"
+_MAX_LISTED_FAILURES = 20
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "batch", help="restore a whole folder tree (resumable; local or Ray)",
+        description="Restore every image under IN into the same tree under OUT. A manifest "
+                    "(JSON Lines) records each file; re-running skips what is done and "
+                    "retries failures. IN and OUT may be local folders or fsspec URIs "
+                    "(s3://bucket/prefix).")
+    p.add_argument("input", metavar="IN", help="folder (or URI) to read images from")
+    p.add_argument("output", metavar="OUT", help="folder (or URI) to write the mirror tree to")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: a process pool on this machine (default); ray: a Ray cluster")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="Ray cluster address (ray://HOST:10001 or HOST:6379); default: start a "
+                        "local Ray instance")
+    p.add_argument("--workers", "-j", type=int, default=None, metavar="N",
+                   help="worker processes / Ray actors (default: one per core)")
+    p.add_argument("--manifest", default=None, metavar="FILE",
+                   help=f"JSON Lines record of the batch (default OUT/{MANIFEST_NAME}; required "
+                        "when OUT is a URI)")
+    p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="fsspec storage option for URIs, e.g. endpoint_url=http://host:9000 "
+                        "(VALUE is parsed as JSON when it can be); repeatable")
+    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP/HEIC quality (default 95)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON record per processed file")
+    add_curve_options(p)
+    p.set_defaults(run=run_batch)
+
+
+def _storage_options(items: list[str]) -> dict:
+    opts: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--storage-option wants KEY=VALUE, got {item!r}")
+        try:
+            opts[key] = json.loads(value)
+        except ValueError:
+            opts[key] = value
+    return opts
+
+
+def _restorer_options(args: argparse.Namespace) -> dict:
+    if args.max_iters < 1:
+        raise UsageError("--max-iters must be at least 1")
+    return {"solver": args.solver, "arch": args.arch, "max_iters": args.max_iters,
+            "seed": args.seed, "strength": 1.0 if args.strength is None else args.strength,
+            "highlight_scale": DEFAULT_HIGHLIGHT_SCALE if args.highlight_scale is None
+            else args.highlight_scale}
+
+
+def _check_paths(src: str, dst: str, manifest: str | None) -> str:
+    """Validate IN/OUT and return the manifest path."""
+    if not is_uri(src) and not os.path.isdir(src):
+        raise UsageError(f"{src}: not a folder")
+    if not is_uri(src) and not is_uri(dst) and overlaps(src, dst):
+        raise UsageError(f"{dst}: OUT must not be IN or lie inside it (or contain it)")
+    if manifest is not None:
+        return manifest
+    if is_uri(dst):
+        raise UsageError("OUT is a URI: give --manifest FILE (a local path) for the manifest")
+    return os.path.join(dst, MANIFEST_NAME)
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    if not 1 <= args.quality <= 100:
+        raise UsageError("--quality must be between 1 and 100")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if args.address is not None and args.engine != "ray":
+        raise UsageError("--address needs --engine ray")
+    storage = _storage_options(args.storage_option)
+    manifest = _check_paths(args.input, args.output, args.manifest)
+    workers = args.workers or (None if args.engine == "ray" else default_workers())
+    config = BatchConfig(options=_restorer_options(args), curve=given_curve(args),
+                         quality=args.quality, storage_options=storage,
+                         threads=max(1, default_workers() // (workers or 1)))
+
+    resuming = os.path.exists(manifest)
+    done = DoneSet.from_manifest(manifest) if resuming else DoneSet(iter(()))
+    if resuming and not is_uri(args.output) and os.path.isdir(args.output):
+        sweep_temp_files(args.output)
+    try:
+        total = sum(1 for _ in list_images(args.input, storage))
+        todo = sum(1 for _ in plan(args.input, args.output, done, storage))
+    except OSError as exc:
+        print(f"excnet: {args.input}: cannot list ({exc})", file=sys.stderr)
+        return 1
+    jobs = plan(args.input, args.output, done, storage)
+    if args.engine == "ray":
+        try:
+            from ..batch_ray import run_ray
+        except ModuleNotFoundError as exc:
+            raise UsageError(f"--engine ray needs Ray: pip install 'excnet[ray]' ({exc})") from None
+        records = run_ray(jobs, config, workers, args.address)
+    else:
+        records = run_local(jobs, config, workers)
+
+    failures: list[str] = []
+    ok = 0
+    start = time.monotonic()
+    with ManifestWriter(manifest) as writer, _progress(todo, not args.json) as advance:
+        try:
+            for rec in records:
+                writer.write(rec)
+                if rec["status"] == "ok":
+                    ok += 1
+                else:
+                    failures.append(rec["error"])
+                    print(f"excnet: {rec['error']}", file=sys.stderr)
+                if args.json:
+                    print_json(rec)
+                advance()
+        except WorkerDied as exc:
+            print(f"excnet: {exc}; finished files are in {manifest}, re-run to go on",
+                  file=sys.stderr)
+            return 1
+        finally:
+            records.close()
+    return _summary(total, total - todo, ok, failures, time.monotonic() - start, manifest)
+
+
+def _summary(total: int, skipped: int, ok: int, failures: list[str], seconds: float,
+             manifest: str) -> int:
+    """One line (on a terminal, or always when files failed), failures listed; exit status."""
+    if total == 0:
+        print("excnet: no image files found", file=sys.stderr)
+        return 1
+    if failures or sys.stderr.isatty():
+        rate = ok / seconds if seconds > 0 else 0.0
+        print(f"excnet: batch: {ok} restored, {len(failures)} failed, {skipped} already done "
+              f"({total} files) in {seconds:.1f} s, {rate:.2f} images/s", file=sys.stderr)
+    for f in failures[:_MAX_LISTED_FAILURES]:
+        print(f"  {f}", file=sys.stderr)
+    if len(failures) > _MAX_LISTED_FAILURES:
+        print(f"  ... and {len(failures) - _MAX_LISTED_FAILURES} more (see {manifest}); "
+              "re-run to retry them", file=sys.stderr)
+    return 1 if failures else 0
+
+
+@contextmanager
+def _progress(total: int, enabled: bool) -> Iterator:
+    """Files done, rate and ETA on stderr when it is a terminal; a no-op otherwise."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task) -> Text:
+            return Text("" if task.speed is None else f"{task.speed:.2f} img/s")
+
+    with Progress(TextColumn("batch"), BarColumn(), MofNCompleteColumn(), Rate(),
+                  TimeRemainingColumn(), console=Console(stderr=True),
+                  transient=True) as bar:
+        task = bar.add_task("batch", total=total)
+        yield lambda: bar.advance(task)
