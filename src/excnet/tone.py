@@ -1,0 +1,204 @@
+"""Rendering choices for applying an estimated curve: the faithful ExCNet step and alternatives.
+
+The faithful step (method notes, section 6) multiplies the gamma-encoded R, G and B by the
+luminance gain f(b)/b and clips each channel. The alternatives, each one named field of
+`ToneOptions`, are measured against it by `benchmarks/quality.py`:
+
+* chroma "linear": scale linear-light RGB by the gain that moves the pixel's luminance where
+  the curve says. The encoded gain is not chromaticity-preserving in the sRGB toe (values
+  below ~10/255 are linear there, the rest follow a power law), so deep shadows lifted by the
+  encoded gain gain saturation; the linear-light gain keeps their chromaticity.
+* chroma "damped": lift luma by the gain but chroma (RGB minus luma) only by gain^(1 - k).
+* clip "hue": where a channel would leave [0, 1], pull the pixel toward its own luma just
+  enough to fit, instead of clipping channels one by one (which shifts hue toward yellow,
+  cyan or magenta).
+* monotonic "scale" / "envelope": keep f increasing (large phi_s makes it dip after its
+  shadow bump, which reverses the order of tones): shrink phi toward 0 until it is, or use
+  the running maximum of f.
+* highlight_scale, radius_fraction, eps: the method's constants (0.2, 0.04, 800).
+
+Pure functions on arrays; float colour arrays are (H, W, 3) on the [0, 1] scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .base import EPS, RADIUS_FRACTION, guided_filter, network_input
+from .colour import LUMA_WEIGHTS, apply_gain, check_pixels, colour_channels, luminance
+from .curve import DEFAULT_HIGHLIGHT_SCALE, Curve, f_delta, s_curve
+from .metrics import linear_to_srgb, srgb_to_linear
+from .pipeline import gain_map
+from .solvers import Estimate, solve_direct
+
+CHROMA_MODES = ("faithful", "linear", "damped")
+CLIP_MODES = ("plain", "hue")
+MONOTONIC_MODES = ("off", "scale", "envelope")
+_GRID = np.linspace(0.0, 1.0, 4097)
+
+
+@dataclass(frozen=True)
+class ToneOptions:
+    """How the estimated curve is turned into an image. The defaults are the faithful method."""
+
+    chroma: str = "faithful"
+    chroma_damping: float = 0.5  # k of the "damped" mode: chroma scales by gain ** (1 - k)
+    clip: str = "plain"
+    monotonic: str = "off"
+    highlight_scale: float = DEFAULT_HIGHLIGHT_SCALE
+    radius_fraction: float = RADIUS_FRACTION
+    eps: float = EPS
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("chroma", CHROMA_MODES), ("clip", CLIP_MODES),
+                              ("monotonic", MONOTONIC_MODES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}")
+
+
+FAITHFUL = ToneOptions()
+#: The trial winner on the synthetic set (benchmarks/RESULTS.md): chosen on the tuning half,
+#: better on the held-out half in PSNR, SSIM, CIEDE2000 and lightness-order error.
+IMPROVED = ToneOptions(monotonic="scale", eps=3200.0, highlight_scale=0.5)
+
+
+def base_for(y: np.ndarray, options: ToneOptions = FAITHFUL) -> np.ndarray:
+    """Base layer of luminance y (H, W) on 0..255 with the options' guided-filter radius and eps."""
+    radius = int(options.radius_fraction * min(y.shape[0], y.shape[1]))
+    return guided_filter(y, radius, options.eps)
+
+
+def monotonic_limit(phi_s: float, phi_h: float) -> tuple[float, float]:
+    """The largest t * (phi_s, phi_h), 0 <= t <= 1, whose curve is non-decreasing on [0, 1].
+
+    f'(x) = 1 + phi_s * fd'(x) + phi_h * fd'(1 - x) is linear in phi, so along the ray the
+    first x where f' reaches 0 gives t in closed form (on a 4097-point grid).
+    """
+    x = _GRID
+    d = np.gradient(f_delta(x), x)
+    slope = phi_s * d + phi_h * d[::-1]  # f'(x) - 1
+    worst = float(-slope.min())
+    t = 1.0 if worst <= 1.0 else 1.0 / worst
+    return t * phi_s, t * phi_h
+
+
+def monotone_envelope(b: np.ndarray, phi_s: float, phi_h: float) -> np.ndarray:
+    """Running maximum of the curve, max over t <= b of f(t; phi), for b in [0, 1] (any shape)."""
+    env = np.maximum.accumulate(s_curve(_GRID, phi_s, phi_h))
+    return np.interp(b, _GRID, env)
+
+
+def limited_curve(curve: Curve, options: ToneOptions = FAITHFUL) -> Curve:
+    """The curve as applied under the options' "scale" monotonic mode, as a plain Curve.
+
+    Its `applied` parameters are the limited ones (strength and highlight scale folded in),
+    so any code that renders a Curve, a gain table included, renders the limited curve.
+    Other modes return the curve unchanged.
+    """
+    if options.monotonic != "scale":
+        return curve
+    return Curve(*monotonic_limit(*curve.applied), strength=1.0, highlight_scale=1.0)
+
+
+def gain_for(base: np.ndarray, curve: Curve, options: ToneOptions = FAITHFUL) -> np.ndarray:
+    """Per-pixel luminance gain f(b)/(b + 1e-5) for the base layer (H, W) on 0..255; float32."""
+    if options.monotonic == "off":
+        return gain_map(base, curve)
+    a_s, a_h = curve.applied
+    b = base.astype(np.float64) / 255.0
+    if options.monotonic == "scale":
+        f = limited_curve(curve, options)(b)
+    else:
+        f = monotone_envelope(b, a_s, a_h)
+    return (f / (b + 1e-5)).astype(np.float32)
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    return rgb @ np.asarray(LUMA_WEIGHTS)
+
+
+def scale_gamma(rgb: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """The faithful step: encoded R, G, B times the gain (H, W). Unclipped."""
+    return rgb * gain[..., None]
+
+
+def scale_linear(rgb: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """Scale linear-light RGB so the pixel's encoded luma goes from Y to gain * Y. Unclipped.
+
+    The linear factor is lin(gain * Y) / lin(Y) with lin the sRGB decoding, so luma lands
+    where the curve puts it (up to the luma-of-encoded-values approximation) while the
+    ratios of the linear channels, hence hue and saturation, stay as they were.
+    """
+    y = _luma(rgb)
+    y_lin = srgb_to_linear(y)
+    factor = np.where(y_lin > 0, srgb_to_linear(gain * y) / np.maximum(y_lin, 1e-12), gain)
+    return linear_to_srgb(srgb_to_linear(rgb) * factor[..., None])
+
+
+def scale_damped(rgb: np.ndarray, gain: np.ndarray, k: float) -> np.ndarray:
+    """Luma times gain, chroma (RGB minus luma) times gain ** (1 - k). k = 0 is the faithful step.
+
+    Unclipped (may leave [0, 1] on either side).
+    """
+    y = _luma(rgb)[..., None]
+    g = gain[..., None]
+    return g * y + np.power(g, 1.0 - k) * (rgb - y)
+
+
+def preserve_hue_clip(rgb: np.ndarray) -> np.ndarray:
+    """Bring (H, W, 3) values into [0, 1] by moving each pixel toward its own luma, just enough.
+
+    Luma and hue are kept where luma itself is in range (saturation drops instead); pixels
+    whose luma is out of range become grey at 0 or 1.
+    """
+    y = np.clip(_luma(rgb), 0.0, 1.0)[..., None]
+    hi = rgb.max(axis=-1, keepdims=True)
+    lo = rgb.min(axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_hi = np.where(hi > 1.0, (1.0 - y) / (hi - y), 1.0)
+        t_lo = np.where(lo < 0.0, y / (y - lo), 1.0)
+    t = np.clip(np.nan_to_num(np.minimum(t_hi, t_lo)), 0.0, 1.0)
+    return np.clip(y + t * (rgb - y), 0.0, 1.0)
+
+
+def apply_tone_gain(pixels: np.ndarray, gain: np.ndarray,
+                    options: ToneOptions = FAITHFUL) -> np.ndarray:
+    """Apply the luminance gain (H, W) to an image with the options' chroma and clip modes.
+
+    Same shape and dtype out, alpha untouched. Grey images are scaled and clipped (chroma and
+    clip modes only matter for colour). The faithful options give exactly `colour.apply_gain`.
+    """
+    check_pixels(pixels)
+    if colour_channels(pixels) == 1 or (options.chroma == "faithful" and options.clip == "plain"):
+        return apply_gain(pixels, gain)
+    top = np.iinfo(pixels.dtype).max
+    rgb = pixels[..., :3].astype(np.float64) / top
+    g = gain.astype(np.float64)
+    if options.chroma == "linear":
+        v = scale_linear(rgb, g)
+    elif options.chroma == "damped":
+        v = scale_damped(rgb, g, options.chroma_damping)
+    else:
+        v = scale_gamma(rgb, g)
+    v = preserve_hue_clip(v) if options.clip == "hue" else np.clip(v, 0.0, 1.0)
+    out = pixels.copy()
+    out[..., :3] = np.rint(v * top).astype(pixels.dtype)
+    return out
+
+
+def restore_with(pixels: np.ndarray, options: ToneOptions = FAITHFUL, *, strength: float = 1.0,
+                 estimator: Callable[[np.ndarray], Estimate] = solve_direct,
+                 ) -> tuple[np.ndarray, Curve]:
+    """Restore an image end to end with the given options; returns (image, curve).
+
+    `estimator` maps the 128 x 128 network input to curve parameters (default: the exact
+    direct solver; pass `Restorer(...).estimate_input` for the CNN).
+    """
+    check_pixels(pixels)
+    base = base_for(luminance(pixels), options)
+    est = estimator(network_input(base))
+    curve = Curve(est.phi_s, est.phi_h, strength, options.highlight_scale)
+    return apply_tone_gain(pixels, gain_for(base, curve, options), options), curve
