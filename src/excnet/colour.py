@@ -7,6 +7,7 @@ method's constants (eps = 800) are defined there.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 #: Y of YIQ (and of Rec. 601): the luminance the reference trains on.
@@ -45,32 +46,37 @@ def luminance(pixels: np.ndarray) -> np.ndarray:
     if colour_channels(pixels) == 1:
         grey = pixels if pixels.ndim == 2 else pixels[..., 0]
         return grey.astype(np.float32) * np.float32(k)
-    r, g, b = (np.float32(w * k) for w in LUMA_WEIGHTS)
-    rgb = pixels[..., :3]
-    y = rgb[..., 0] * r
-    y += rgb[..., 1] * g
-    y += rgb[..., 2] * b
+    weights = np.zeros((1, pixels.shape[2]), np.float32)
+    weights[0, :3] = [w * k for w in LUMA_WEIGHTS]
+    y = np.empty(pixels.shape[:2], np.float32)
+    for rows in _strips(pixels.shape):
+        cv2.transform(pixels[rows].astype(np.float32), weights, dst=y[rows])
     return y
 
 
 def apply_gain(pixels: np.ndarray, gain: np.ndarray) -> np.ndarray:
-    """Multiply every colour channel by the per-pixel gain (H, W), clip, keep dtype; alpha untouched.
+    """Multiply each colour channel by the per-pixel gain (H, W), clip, keep dtype; alpha untouched.
 
     Because YIQ is linear in RGB, scaling Y, I and Q by the same ratio (the reference's
-    chrominance step) is exactly this.
+    chrominance step) is exactly this. Rounds half to even, like `np.rint`.
     """
     check_pixels(pixels)
-    top = np.iinfo(pixels.dtype).max
-    out = pixels.copy()
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
     n = colour_channels(pixels)
-    if pixels.ndim == 2:
-        out[:] = _scaled(pixels, gain, top)
-    else:
-        out[..., :n] = _scaled(pixels[..., :n], gain[..., None], top)
+    depth = cv2.CV_8U if pixels.dtype == np.uint8 else cv2.CV_16U
+    out = np.empty(pixels.shape, pixels.dtype)
+    flat_out = out.reshape(pixels.shape[:2] + ((channels,) if channels > 1 else ()))
+    flat_in = pixels.reshape(flat_out.shape)
+    for rows in _strips(pixels.shape):
+        g = np.ascontiguousarray(gain[rows], dtype=np.float32)
+        if channels > 1:  # alpha channels get a gain of exactly 1
+            g = cv2.merge([g] * n + [np.ones_like(g)] * (channels - n))
+        # OpenCV multiplies in floating point and rounds and saturates (clips) in one pass.
+        cv2.multiply(np.ascontiguousarray(flat_in[rows]), g, dst=flat_out[rows], dtype=depth)
     return out
 
 
-def _scaled(values: np.ndarray, gain: np.ndarray, top: int) -> np.ndarray:
-    res = values * gain.astype(np.float32, copy=False)
-    np.clip(res, 0, top, out=res)
-    return np.rint(res, out=res).astype(values.dtype)
+def _strips(shape: tuple[int, ...], pixels_per_strip: int = 1 << 18) -> list[slice]:
+    """Row ranges of about `pixels_per_strip` pixels: small enough to stay in cache."""
+    step = max(1, pixels_per_strip // max(1, shape[1]))
+    return [slice(r, r + step) for r in range(0, shape[0], step)]

@@ -97,8 +97,8 @@ class Curve:
 def gain_lut(curve: Curve, size: int = 4096) -> np.ndarray:
     """Per-pixel gain f(b)/(b + 1e-5) tabulated on a uniform grid of b in [0, 1] (float32).
 
-    Used with linear interpolation by the fast restoration path; the curve is smooth, so 4096
-    entries keep the result within a small fraction of a grey level.
+    The fast restoration path (`pipeline.fast_gain_map`) looks up the nearest of 65536
+    entries, one per 16-bit step of the base layer.
     """
     b = np.linspace(0.0, 1.0, size, dtype=np.float64)
     return (curve(b) / (b + 1e-5)).astype(np.float32)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .curve import f_delta
-from .loss import BLOCK, LAMBDA, block_energy, block_means
+from .loss import BLOCK, LAMBDA, block_energy
 from .network import ExCNet
 
 RIDGE = 1e-3
@@ -54,9 +54,13 @@ class BlockStats:
 
     @classmethod
     def of(cls, x: np.ndarray, block: int = BLOCK) -> BlockStats:
-        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))[None, None]
-        means = [block_means(t, block)[0, 0].numpy() for t in (xt, f_delta(xt), f_delta(1 - xt))]
-        return cls(*(m.ravel() for m in means), shape=means[0].shape)
+        x = np.asarray(x, dtype=np.float64)
+        h, w = x.shape[0] // block, x.shape[1] // block
+
+        def means(v: np.ndarray) -> np.ndarray:  # as loss.block_means (avg_pool2d), in NumPy
+            return v[: h * block, : w * block].reshape(h, block, w, block).mean((1, 3))
+
+        return cls(*(means(v).ravel() for v in (x, f_delta(x), f_delta(1 - x))), shape=(h, w))
 
     def pair_diffs(self, v: np.ndarray) -> np.ndarray:
         g = v.reshape(self.shape)

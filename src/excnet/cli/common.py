@@ -47,24 +47,28 @@ def given_curve(args: argparse.Namespace) -> Curve | None:
     manual = args.phi_s is not None or args.phi_h is not None
     if manual and args.params is not None:
         raise UsageError("give either --params or --phi-s/--phi-h, not both")
-    if args.params is not None:
-        try:
+    try:
+        if args.params is not None:
             curve = Curve.load(args.params)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-    elif manual:
-        curve = Curve(args.phi_s or 0.0, args.phi_h or 0.0)
-    else:
-        return None
-    return Curve(curve.phi_s, curve.phi_h,
-                 curve.strength if args.strength is None else args.strength,
-                 curve.highlight_scale if args.highlight_scale is None
-                 else args.highlight_scale)
+        elif manual:
+            curve = Curve(args.phi_s or 0.0, args.phi_h or 0.0)
+        else:
+            return None
+        return Curve(curve.phi_s, curve.phi_h,
+                     curve.strength if args.strength is None else args.strength,
+                     curve.highlight_scale if args.highlight_scale is None
+                     else args.highlight_scale)
+    except ValueError as exc:  # a bad file or a non-finite number
+        raise UsageError(str(exc)) from None
 
 
 def make_restorer(args: argparse.Namespace) -> Restorer:
     if args.max_iters < 1:
         raise UsageError("--max-iters must be at least 1")
+    for option in ("strength", "highlight_scale"):
+        value = getattr(args, option)
+        if value is not None and not math.isfinite(value):
+            raise UsageError(f"--{option.replace('_', '-')} must be a finite number")
     return Restorer(
         args.solver, arch=args.arch, max_iters=args.max_iters, seed=args.seed,
         strength=1.0 if args.strength is None else args.strength,
@@ -107,8 +111,13 @@ def progress(total: int, enabled: bool, label: str = "restoring"):
         yield lambda: None
         return
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=Console(stderr=True), transient=True) as bar:

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..batch import new_record, restore_file
+from ..batch import _naming, new_record, restore_file
 from ..curve import Curve
 from ..imageio import ImageError, read_image
 from ..pipeline import Restorer
@@ -73,35 +73,60 @@ def run_restore(args: argparse.Namespace) -> int:
                    and args.output is not None and not args.output.is_dir())
     one_folder = len(args.inputs) == 1 and args.inputs[0].is_dir()
     inputs = {os.path.realpath(src) for src, _ in jobs}
-    failures: list[str] = []
+    written: set[str] = set()
+    empty = _empty_folders(args.inputs, jobs)
+    failures = list(empty)
     with progress(len(jobs), enabled=not args.json) as advance:
         for src, root in jobs:
             dst = _output_path(src, root, args.output, single_file, one_folder)
-            rec = _restore_one(restorer, src, dst, curve, args, inputs)
+            rec = _restore_one(restorer, src, dst, curve, args, inputs, written)
             if rec["status"] != "ok":
                 failures.append(rec["error"])
                 print(f"excnet: {rec['error']}", file=sys.stderr)
             if args.json:
                 print_json(rec)
             advance()
-    return _summary("restored", len(jobs), failures, args.json)
+    return _summary("restored", len(jobs) + len(empty), failures, args.json)
+
+
+def _empty_folders(inputs: list[Path], jobs: list[tuple[Path, Path | None]]) -> list[str]:
+    """One error, printed now, per input folder that holds no image file."""
+    used = {root for _, root in jobs}
+    errors = [f"{p}: no image files found in this folder" for p in inputs
+              if p.is_dir() and p not in used]
+    for e in errors:
+        print(f"excnet: {e}", file=sys.stderr)
+    return errors
 
 
 def _restore_one(restorer: Restorer, src: Path, dst: Path, curve: Curve | None,
-                 args: argparse.Namespace, inputs: set[str]) -> dict:
-    if os.path.realpath(dst) in inputs and not args.overwrite:
+                 args: argparse.Namespace, inputs: set[str], written: set[str]) -> dict:
+    """Restore src to dst, unless dst is an input (without --overwrite) or an earlier output."""
+    target = os.path.realpath(dst)
+    error = None
+    if target in inputs and not args.overwrite:
+        error = f"{dst}: output would replace an input (use --overwrite)"
+    elif target in written:
+        error = f"{src}: output {dst} would replace the output of another input of this run"
+    if error is not None:
         rec = new_record(src, dst)
-        rec["error"] = f"{dst}: output would replace an input (use --overwrite)"
+        rec["error"] = error
         return rec
-    return restore_file(restorer, src, dst, curve, quality=args.quality)
+    rec = restore_file(restorer, src, dst, curve, quality=args.quality)
+    if rec["status"] == "ok":
+        written.add(target)
+    return rec
 
 
 def _summary(verb: str, total: int, failures: list[str], quiet: bool) -> int:
+    """Exit status; with several inputs, a count of failures and each one again at the end
+    (each was printed as it happened; one input's single line is enough)."""
     if failures:
-        print(f"excnet: {verb} {total - len(failures)} of {total}; {len(failures)} failed:",
-              file=sys.stderr)
-        for f in failures:
-            print(f"  {f}", file=sys.stderr)
+        if total > 1:
+            print(f"excnet: {verb} {total - len(failures)} of {total}; "
+                  f"{len(failures)} failed:", file=sys.stderr)
+            for f in failures:
+                print(f"  {f}", file=sys.stderr)
         return 1
     if total == 0:
         print("excnet: no image files found", file=sys.stderr)
@@ -116,7 +141,8 @@ def run_estimate(args: argparse.Namespace) -> int:
         raise UsageError("estimate computes phi; --params/--phi-s/--phi-h make no sense here")
     restorer = make_restorer(args)
     jobs = list(find_images(args.inputs, skip_outputs=True))
-    failures: list[str] = []
+    empty = _empty_folders(args.inputs, jobs)
+    failures = list(empty)
     phis: list[tuple[float, float]] = []
     with progress(len(jobs), enabled=not args.json, label="estimating") as advance:
         for src, _ in jobs:
@@ -126,7 +152,7 @@ def run_estimate(args: argparse.Namespace) -> int:
                 img = read_image(src)
                 est, _ = restorer.estimate(img.pixels)
             except (ImageError, ValueError, OSError) as exc:
-                rec["error"] = str(exc) if str(src) in str(exc) else f"{src}: {exc}"
+                rec["error"] = _naming(str(src), str(exc))
                 failures.append(rec["error"])
                 print(f"excnet: {rec['error']}", file=sys.stderr)
             else:
@@ -144,4 +170,4 @@ def run_estimate(args: argparse.Namespace) -> int:
         curve = restorer.curve_for(statistics.median(p[0] for p in phis),
                                        statistics.median(p[1] for p in phis))
         curve.save(args.save)
-    return _summary("estimated", len(jobs), failures, args.json)
+    return _summary("estimated", len(jobs) + len(empty), failures, args.json)

@@ -1,0 +1,95 @@
+"""`excnet video`: restore a back-lit video file, frame by frame, guided by the previous frames."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ..pipeline import Restorer
+from ..temporal import DEFAULT_CUT_THRESHOLD, DEFAULT_EVERY, DEFAULT_TAU
+from ..video import VideoError, expected_frames, restore_video
+from .common import (
+    OUTPUT_TAG,
+    UsageError,
+    add_curve_options,
+    given_curve,
+    make_restorer,
+    print_json,
+    progress,
+)
+
+VIDEO_SOLVER = "direct"
+FRAME_ITERS = 10
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "video", help="restore a back-lit video",
+        description="Restore a back-lit video. Each frame starts from the previous frames' "
+                    "curve: phi is estimated every k-th frame, smoothed over time and reset "
+                    "at scene cuts. Timestamps, rotation, colour tags and audio are kept.")
+    p.add_argument("input", type=Path, metavar="INPUT")
+    p.add_argument("-o", "--output", type=Path, default=None, metavar="OUT",
+                   help=f"output file; its suffix picks the container (default "
+                        f"NAME{OUTPUT_TAG}.mp4 beside the input)")
+    p.add_argument("--codec", default="libx264", help="video encoder (default libx264)")
+    p.add_argument("--preset", default="veryfast",
+                   help="encoder preset for x264/x265/SVT-AV1 (default veryfast)")
+    p.add_argument("--crf", type=int, default=20,
+                   help="constant rate factor, lower is better quality (default 20)")
+    p.add_argument("--every", type=int, default=DEFAULT_EVERY, metavar="K",
+                   help=f"estimate phi on every K-th frame (default {DEFAULT_EVERY})")
+    p.add_argument("--smooth", type=float, default=DEFAULT_TAU, metavar="SECONDS",
+                   help=f"time constant of the phi smoothing (default {DEFAULT_TAU}; 0 = off)")
+    p.add_argument("--cut-threshold", type=float, default=DEFAULT_CUT_THRESHOLD, metavar="T",
+                   help="block-mean change that counts as a scene cut or sudden lighting "
+                        f"change (default {DEFAULT_CUT_THRESHOLD})")
+    p.add_argument("--independent", action="store_true",
+                   help="no temporal guidance: estimate every frame on its own (for comparison)")
+    p.add_argument("--frame-iters", type=int, default=FRAME_ITERS, metavar="N",
+                   help=f"--solver excnet: training iterations of the warm network per "
+                        f"estimated frame (default {FRAME_ITERS}; first frame and cuts train "
+                        "up to --max-iters)")
+    p.add_argument("--overwrite", action="store_true", help="allow OUT to replace INPUT")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    add_curve_options(p)
+    for action in p._actions:
+        if action.dest == "solver":  # the network is too slow per frame for a default
+            action.default = VIDEO_SOLVER
+            action.help = f"how phi is estimated (default {VIDEO_SOLVER} for video)"
+    p.set_defaults(run=run_video)
+
+
+def run_video(args: argparse.Namespace) -> int:
+    if (min(args.every, args.frame_iters, args.max_iters) < 1 or args.smooth < 0
+            or args.cut_threshold <= 0):
+        raise UsageError("--every, --frame-iters and --max-iters must be >= 1, --smooth >= 0, "
+                         "--cut-threshold > 0")
+    curve = given_curve(args)
+    fresh_iters = args.max_iters
+    args.max_iters = args.frame_iters
+    restorer: Restorer = make_restorer(args)
+    dst = args.output or args.input.with_name(f"{args.input.stem}{OUTPUT_TAG}.mp4")
+    try:
+        with progress(expected_frames(args.input) or None, enabled=not args.json,
+                      label="restoring video") as advance:
+            summary = restore_video(
+                args.input, dst, restorer=restorer, curve=curve, every=args.every,
+                tau=args.smooth, cut_threshold=args.cut_threshold, guided=not args.independent,
+                fresh_iters=fresh_iters, codec=args.codec, preset=args.preset, crf=args.crf,
+                overwrite=args.overwrite, on_frame=lambda done, total: advance())
+    except VideoError as exc:
+        print(f"excnet: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"excnet: {dst}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print_json(summary.to_dict())
+    elif sys.stderr.isatty():
+        notes = f"; audio {', '.join(summary.audio)}" if summary.audio else ""
+        print(f"excnet: {os.fspath(dst)}: {summary.frames} frames at {summary.fps:.1f} fps, "
+              f"{len(summary.cuts)} cuts{notes}", file=sys.stderr)
+    return 0

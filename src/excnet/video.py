@@ -1,0 +1,513 @@
+"""Back-lit video restoration: stream frames in, restore them on their YUV planes, stream out.
+
+Frames are never all held: each one is decoded, corrected and handed to the encoder, so memory
+stays flat however long the clip. Frames keep their timestamps and the stream its time base,
+rotation and colour tags; audio packets are copied through untouched when the output container
+can hold the codec, otherwise re-encoded (AAC, or Opus where AAC cannot go).
+
+Why YUV planes: the restoration multiplies R, G and B by the same per-pixel gain, and Y'CbCr is
+linear in R'G'B', so the gain scales Y' - black and the chroma offsets Cb - 128, Cr - 128 by the
+same ratio. No RGB conversion is needed, the stream's own matrix and range are kept exactly,
+and phi = 0 is (to the gain's 1e-5 floor) a no-op.
+
+Per frame (4:2:0; shapes for a W x H frame, chroma planes W/2 x H/2):
+1. luminance as the method defines it, Y = 0.299 R + 0.587 G + 0.114 B on 0..255, computed at
+   chroma resolution from Y' (area-downsampled), Cb and Cr with the stream's colour matrix;
+2. base layer: the self-guided filter of the method (radius 4 % of the short side, eps 800,
+   halved for chroma resolution) through `excnet.base.fast_guided_filter` (coefficients on a
+   reduced grid, applied at chroma resolution);
+3. phi from `excnet.temporal.TemporalGuide` (estimate every k-th frame, smooth in time, reset on
+   cuts) or a fixed curve;
+4. gain f(b)/(b + 1e-5) from a lookup table at chroma resolution, applied to Cb, Cr and, after a
+   bilinear 2x upsampling, to Y'.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import torch
+
+from .base import fast_guided_filter, network_input, radius_for
+from .colour import LUMA_WEIGHTS
+from .curve import Curve, gain_lut
+from .pipeline import Restorer
+from .temporal import (
+    DEFAULT_CUT_THRESHOLD,
+    DEFAULT_EVERY,
+    DEFAULT_TAU,
+    Estimator,
+    TemporalGuide,
+)
+
+#: Reduced-grid window radius of the fast guided filter (within a grey level of the exact one).
+LOW_RADIUS = 3
+#: AVColorSpace -> (Kr, Kb) of the Y'CbCr matrix.
+MATRICES = {1: (0.2126, 0.0722), 4: (0.30, 0.11), 5: (0.299, 0.114), 6: (0.299, 0.114),
+            7: (0.212, 0.087), 9: (0.2627, 0.0593), 10: (0.2627, 0.0593)}
+_BT709, _BT601 = 1, 6
+#: AVColorTransferCharacteristic values of HDR transfers: SMPTE ST 2084 (PQ), ARIB STD-B67 (HLG).
+HDR_TRANSFERS = {16: "PQ", 18: "HLG"}
+_RANGE_LIMITED, _RANGE_FULL = 1, 2
+_LUT_SIZE = 4096
+_RATE_CONTROL = {"libx264": "crf", "libx265": "crf", "libvpx-vp9": "crf", "libsvtav1": "crf",
+                 "libaom-av1": "crf"}
+_PRESET = {"libx264", "libx265", "libsvtav1"}
+
+
+class VideoError(Exception):
+    """A video could not be read or written; the message is one line naming the file."""
+
+
+@dataclass(frozen=True)
+class YuvSpec:
+    """The Y'CbCr encoding of a stream: matrix (Kr, Kb) and full or limited range."""
+
+    colorspace: int
+    full_range: bool
+
+    @property
+    def black(self) -> float:
+        return 0.0 if self.full_range else 16.0
+
+    def luma_weights(self) -> tuple[float, float, float]:
+        """Weights (wy, wcb, wcr) so that Y_601 / 255 = wy (Y' - black) + wcb (Cb - 128) + wcr
+        (Cr - 128), Y_601 being the method's luminance of the decoded R'G'B'."""
+        kr, kb = MATRICES[self.colorspace]
+        kg = 1.0 - kr - kb
+        ys, cs = (255.0, 255.0) if self.full_range else (219.0, 224.0)
+        r, g, b = LUMA_WEIGHTS
+        # R = Y + 2(1-Kr) Cr, B = Y + 2(1-Kb) Cb, G = Y - (2 Kb (1-Kb) Cb + 2 Kr (1-Kr) Cr) / Kg
+        wcb = (b * 2 * (1 - kb) - g * 2 * kb * (1 - kb) / kg) / cs
+        wcr = (r * 2 * (1 - kr) - g * 2 * kr * (1 - kr) / kg) / cs
+        return 1.0 / ys, wcb, wcr
+
+    @classmethod
+    def of(cls, frame: av.VideoFrame) -> YuvSpec:
+        """The frame's tags; an untagged matrix counts as BT.709 from 720 lines up, else BT.601."""
+        space = int(frame.colorspace)
+        if space not in MATRICES:
+            space = _BT709 if frame.height >= 720 else _BT601
+        full = int(frame.color_range) == _RANGE_FULL or frame.format.name.startswith("yuvj")
+        return cls(space, full)
+
+
+def yuv_luminance(y: np.ndarray, u: np.ndarray, v: np.ndarray, spec: YuvSpec) -> np.ndarray:
+    """Method luminance (0..255, float32) at chroma resolution from uint8 planes Y' (H, W) and
+    Cb, Cr (h, w)."""
+    h, w = u.shape
+    ys = cv2.resize(y, (w, h), interpolation=cv2.INTER_AREA) if y.shape != u.shape else y
+    wy, wcb, wcr = (np.float32(255.0 * c) for c in spec.luma_weights())
+    lum = ys.astype(np.float32)
+    lum -= np.float32(spec.black)
+    lum *= wy
+    lum += (u.astype(np.float32) - 128) * wcb
+    lum += (v.astype(np.float32) - 128) * wcr
+    return lum
+
+
+def apply_gain_yuv(y: np.ndarray, u: np.ndarray, v: np.ndarray, base: np.ndarray,
+                   lut: np.ndarray, spec: YuvSpec) -> None:
+    """Scale Y' - black, Cb - 128 and Cr - 128 in place by the gain lut[base] (base at chroma
+    resolution, 0..255; lut tabulates the gain on a uniform grid of b in [0, 1]). Results are
+    rounded and saturated to 0..255; Y' below black (sub-black) comes out as black."""
+    n = len(lut) - 1
+    idx = base * np.float32(n / 255.0)
+    idx += np.float32(0.5)
+    np.clip(idx, 0, n, out=idx)
+    gain = np.take(lut, idx.astype(np.int32))
+    for plane in (u, v):
+        product = cv2.multiply(plane, gain, dtype=cv2.CV_32F)
+        cv2.addWeighted(product, 1.0, gain, -128.0, 128.0, dst=plane, dtype=cv2.CV_8U)
+    full = gain if y.shape == u.shape else cv2.resize(
+        gain, (y.shape[1], y.shape[0]), interpolation=cv2.INTER_LINEAR)
+    black = int(spec.black)
+    above = cv2.subtract(y, black) if black else y
+    scaled = cv2.multiply(above, full, dtype=cv2.CV_8U)
+    if black:
+        cv2.add(scaled, black, dst=y)
+    else:
+        y[...] = scaled
+
+
+def _planes(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Writable (H, W), (h, w), (h, w) uint8 views of a yuv420p frame's planes."""
+    out = []
+    for p in frame.planes:
+        a = np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)
+        out.append(a[:, :p.width])
+    return out[0], out[1], out[2]
+
+
+@dataclass
+class VideoSummary:
+    """What `restore_video` did. phi: every frame's (phi_s, phi_h) after temporal smoothing,
+    before strength and highlight scale (as `Curve.phi_s`, `Curve.phi_h`)."""
+
+    input: str
+    output: str
+    frames: int = 0
+    width: int = 0
+    height: int = 0
+    seconds: float = 0.0
+    codec: str = ""
+    audio: list[str] = field(default_factory=list)
+    rotation: int = 0
+    estimates: int = 0
+    cuts: list[float] = field(default_factory=list)
+    phi: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        """JSON-ready record: counts, timing, phi statistics and cut times (not per-frame phi)."""
+        arr = np.asarray(self.phi, dtype=np.float64).reshape(-1, 2)
+
+        def stats(col: np.ndarray) -> dict | None:
+            if not len(col):
+                return None
+            return {"mean": float(col.mean()), "std": float(col.std()),
+                    "min": float(col.min()), "max": float(col.max())}
+
+        return {"input": self.input, "output": self.output, "status": "ok",
+                "frames": self.frames, "width": self.width, "height": self.height,
+                "seconds": self.seconds, "fps": self.fps, "codec": self.codec,
+                "audio": self.audio, "rotation": self.rotation, "estimates": self.estimates,
+                "cuts": self.cuts, "phi_s": stats(arr[:, 0]), "phi_h": stats(arr[:, 1])}
+
+
+def make_estimator(restorer: Restorer, fresh_iters: int = 1000,
+                   always_fresh: bool = False) -> Estimator:
+    """(x, fresh) -> (phi_s, phi_h) with the restorer's solver. For the network solver each call
+    trains the warm network once (`estimate_input`, capped by the restorer's max_iters); when
+    fresh (first frame, cut; every frame with always_fresh) it keeps training until converged
+    or `fresh_iters` iterations in all."""
+
+    def estimate(x: np.ndarray, fresh: bool) -> tuple[float, float]:
+        est = restorer.estimate_input(x)
+        done = est.iterations
+        while (fresh or always_fresh) and not est.converged and 0 < done < fresh_iters:
+            est = restorer.estimate_input(x)
+            done += est.iterations
+        return est.phi_s, est.phi_h
+
+    return estimate
+
+
+def restore_video(src: str | os.PathLike, dst: str | os.PathLike, *,
+                  restorer: Restorer | None = None, curve: Curve | None = None,
+                  every: int = DEFAULT_EVERY, tau: float = DEFAULT_TAU,
+                  cut_threshold: float = DEFAULT_CUT_THRESHOLD, guided: bool = True,
+                  fresh_iters: int = 1000, codec: str = "libx264", preset: str = "veryfast",
+                  crf: int = 20, overwrite: bool = False, torch_threads: int | None = 1,
+                  on_frame: Callable[[int, int], None] | None = None) -> VideoSummary:
+    """Restore a back-lit video file `src` into `dst` (format from dst's suffix).
+
+    curve: apply this fixed curve to every frame (no estimation). Otherwise phi comes from
+    `restorer` (default: direct solver) through a `TemporalGuide(every, tau, cut_threshold)`;
+    guided=False restores every frame independently (estimate each frame, no smoothing). The
+    network solver's frames each train up to the restorer's max_iters; first frames and cuts
+    up to `fresh_iters`. on_frame(done, total) is called after each frame (total may be 0).
+    torch_threads: torch's intra-op thread count while this runs (restored after; None leaves
+    it alone): the decoder's and encoder's threads already fill the cores, and idle torch
+    worker threads spinning between estimates slow the encoder down.
+    Raises VideoError (one line naming the file); dst is written atomically and never left
+    half-written; dst may replace src only with overwrite=True.
+    """
+    src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise VideoError(f"{src}: no such file")
+    if dst.exists() and os.path.samefile(src, dst) and not overwrite:
+        raise VideoError(f"{dst}: output would replace the input (use --overwrite)")
+    restorer = restorer or Restorer("direct")
+    if curve is not None:
+        guide = None
+    else:
+        guide = TemporalGuide(
+            make_estimator(restorer, fresh_iters, always_fresh=not guided),
+            every=every if guided else 1, tau=tau if guided else 0.0,
+            cut_threshold=cut_threshold if guided else math.inf)
+    tmp = dst.with_name(f".{dst.stem}.{secrets.token_hex(4)}.part{dst.suffix}")
+    try:
+        with _open_input(src) as inp, _torch_threads(torch_threads):
+            summary = _transcode(inp, src, tmp, dst, guide, curve, restorer,
+                                 (codec, preset, crf), on_frame)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return summary
+
+
+def expected_frames(src: str | os.PathLike) -> int:
+    """Frame count from the container (or duration x rate) for a progress bar; 0 if unknown."""
+    try:
+        with av.open(os.fspath(src)) as inp:
+            v = inp.streams.video[0]
+            if v.frames:
+                return int(v.frames)
+            seconds = float(v.duration * v.time_base) if v.duration else (
+                inp.duration / av.time_base if inp.duration else 0.0)
+            return int(round(seconds * float(v.average_rate or 0)))
+    except (av.FFmpegError, IndexError, UnicodeDecodeError, TypeError, ZeroDivisionError):
+        return 0
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None):
+    previous = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _open_input(src: Path) -> av.container.InputContainer:
+    try:
+        return av.open(str(src), "r")
+    except (av.FFmpegError, UnicodeDecodeError) as exc:
+        raise VideoError(f"{src}: not a readable video file, or damaged or truncated "
+                         f"({_reason(exc)})") from None
+
+
+def _reason(exc: BaseException) -> str:
+    msg = getattr(exc, "strerror", None) or str(exc)
+    return msg.splitlines()[0] if msg else type(exc).__name__
+
+
+def _check_video_stream(inp: av.container.InputContainer, src: Path) -> av.VideoStream:
+    if not inp.streams.video:
+        raise VideoError(f"{src}: no video stream")
+    stream = inp.streams.video[0]
+    ctx = stream.codec_context
+    if ctx is None or ctx.codec is None or not ctx.is_decoder:
+        raise VideoError(f"{src}: unsupported video codec")
+    trc = int(ctx.color_trc or 0)
+    if trc in HDR_TRANSFERS:
+        raise VideoError(f"{src}: HDR video ({HDR_TRANSFERS[trc]} transfer) is not supported; "
+                         "convert it to SDR first")
+    stream.thread_type = "AUTO"
+    return stream
+
+
+def _frames(inp: av.container.InputContainer, video: av.VideoStream,
+            audio: list[av.AudioStream], src: Path):
+    """Yield ("video", frame) and ("audio", packet) in demux order; decode errors -> VideoError."""
+    try:
+        for packet in inp.demux(video, *audio):
+            if packet.stream is video:
+                for frame in packet.decode():
+                    yield "video", frame
+            elif packet.dts is not None:
+                yield "audio", packet
+    except av.FFmpegError as exc:
+        raise VideoError(f"{src}: damaged or truncated video ({_reason(exc)})") from None
+
+
+class _Output:
+    """The output container, opened when the first video frame tells its size and rotation."""
+
+    def __init__(self, path: Path, dst: Path, audio: list[av.AudioStream], settings) -> None:
+        self.path, self.dst, self.audio_in, self.settings = path, dst, audio, settings
+        self.container: av.container.OutputContainer | None = None
+        self.video: av.VideoStream | None = None
+        self.audio: dict[av.AudioStream, tuple] = {}
+        self.notes: list[str] = []
+        self.pending: list[av.Packet] = []
+
+    def start(self, first: av.VideoFrame, video_in: av.VideoStream, spec: YuvSpec) -> None:
+        codec, preset, crf = self.settings
+        try:
+            out = av.open(str(self.path), "w")
+        except (av.FFmpegError, ValueError) as exc:
+            raise VideoError(f"{self.dst}: cannot write this container ({_reason(exc)})") from None
+        self.container = out
+        options = {}
+        if codec in _RATE_CONTROL:
+            options[_RATE_CONTROL[codec]] = str(crf)
+            if codec == "libvpx-vp9":
+                options.update({"b": "0", "row-mt": "1"})
+        if codec in _PRESET:
+            options["preset"] = preset
+        if codec == "libx265":
+            options["x265-params"] = "log-level=error"
+        rate = video_in.average_rate or video_in.guessed_rate or Fraction(25)
+        try:
+            v = out.add_stream(codec, rate=rate, options=options)
+        except (av.FFmpegError, ValueError) as exc:
+            raise VideoError(f"{self.dst}: cannot encode with {codec!r} ({_reason(exc)})") from None
+        v.width, v.height, v.pix_fmt = first.width, first.height, "yuv420p"
+        v.time_base = video_in.time_base
+        v.codec_context.time_base = video_in.time_base
+        cc = v.codec_context
+        cc.colorspace = spec.colorspace
+        cc.color_range = _RANGE_FULL if spec.full_range else _RANGE_LIMITED
+        cc.color_primaries = int(video_in.codec_context.color_primaries or 2)
+        cc.color_trc = int(video_in.codec_context.color_trc or 2)
+        if first.rotation:
+            v.set_display_rotation(first.rotation)
+        self.video = v
+        for a in self.audio_in:
+            self._add_audio(out, a)
+
+    def _add_audio(self, out: av.container.OutputContainer, a: av.AudioStream) -> None:
+        name = a.codec_context.name
+        if name in out.supported_codecs:
+            self.audio[a] = ("copy", out.add_stream_from_template(a))
+            self.notes.append(f"copied {name}")
+            return
+        for enc, tag in (("aac", "aac"), ("libopus", "opus")):
+            if tag in out.supported_codecs:
+                rate = 48000 if enc == "libopus" else a.codec_context.sample_rate
+                s = out.add_stream(enc, rate=rate, layout=a.codec_context.layout)
+                resampler = av.AudioResampler(format=s.codec_context.format.name,
+                                              layout=a.codec_context.layout, rate=rate,
+                                              frame_size=s.codec_context.frame_size or None)
+                self.audio[a] = ("encode", s, resampler)
+                self.notes.append(f"re-encoded {name} to {tag}")
+                return
+        self.notes.append(f"dropped {name}: the output container cannot hold it")
+
+    def audio_packet(self, packet: av.Packet) -> None:
+        if self.container is None:
+            self.pending.append(packet)
+            return
+        route = self.audio.get(packet.stream)
+        if route is None:
+            return
+        if route[0] == "copy":
+            packet.stream = route[1]
+            self.container.mux(packet)
+            return
+        _, stream, resampler = route
+        for frame in packet.decode():
+            for f in resampler.resample(frame):
+                self.container.mux(stream.encode(f))
+
+    def flush_pending(self) -> None:
+        pending, self.pending = self.pending, []
+        for p in pending:
+            self.audio_packet(p)
+
+    def finish(self) -> None:
+        self.container.mux(self.video.encode())
+        for route in self.audio.values():
+            if route[0] == "encode":
+                _, stream, resampler = route
+                for f in resampler.resample(None):
+                    self.container.mux(stream.encode(f))
+                self.container.mux(stream.encode())
+        self.container.close()
+
+    def close(self) -> None:
+        if self.container is not None:
+            self.container.close()
+
+
+def _transcode(inp, src: Path, tmp: Path, dst: Path, guide: TemporalGuide | None,
+               curve: Curve | None, restorer: Restorer, settings,
+               on_frame: Callable[[int, int], None] | None) -> VideoSummary:
+    video = _check_video_stream(inp, src)
+    audio = list(inp.streams.audio)
+    total = int(video.frames or 0)
+    summary = VideoSummary(input=str(src), output=str(dst), codec=settings[0])
+    out = _Output(tmp, dst, audio, settings)
+    spec = radius = last_time = None
+    lut = None if curve is None else gain_lut(curve, _LUT_SIZE)
+    start = time.perf_counter()
+    try:
+        for kind, item in _frames(inp, video, audio, src):
+            if kind == "audio":
+                out.audio_packet(item)
+                continue
+            frame = item
+            if spec is None:
+                spec = YuvSpec.of(frame)
+                radius = max(1, radius_for((frame.height, frame.width)) // 2)
+                out.start(frame, video, spec)
+                summary.width, summary.height = frame.width, frame.height
+                summary.rotation = int(frame.rotation or 0)
+                out.flush_pending()
+            frame = _writable_yuv420p(frame)
+            y, u, v = _planes(frame)
+            base = fast_guided_filter(yuv_luminance(y, u, v, spec), radius,
+                                      low_radius=LOW_RADIUS)
+            if guide is not None:
+                step = guide.step(network_input(base), float(frame.time or 0.0))
+                summary.estimates += step.estimated
+                if step.cut:
+                    summary.cuts.append(round(float(frame.time or 0.0), 4))
+                frame_curve = restorer.curve_for(step.phi_s, step.phi_h)
+                lut = gain_lut(frame_curve, _LUT_SIZE)
+                summary.phi.append((step.phi_s, step.phi_h))
+            else:
+                summary.phi.append((curve.phi_s, curve.phi_h))
+            apply_gain_yuv(y, u, v, base, lut, spec)
+            try:
+                out.container.mux(out.video.encode(frame))
+            except av.FFmpegError as exc:
+                raise VideoError(f"{dst}: encoding failed ({_reason(exc)})") from None
+            summary.frames += 1
+            last_time = frame.time
+            if on_frame is not None:
+                on_frame(summary.frames, total)
+        if summary.frames == 0:
+            raise VideoError(f"{src}: no decodable video frames")
+        if total and summary.frames < total:
+            raise VideoError(f"{src}: truncated video ({summary.frames} of {total} frames)")
+        _check_complete(video, last_time, src)
+        out.finish()
+    except BaseException:
+        out.close()
+        raise
+    summary.seconds = time.perf_counter() - start
+    summary.audio = out.notes
+    return summary
+
+
+def _stream_seconds(video: av.VideoStream) -> float | None:
+    """The video stream's declared duration: its own field, else Matroska's DURATION tag."""
+    if video.duration and video.time_base:
+        return float(video.duration * video.time_base)
+    tag = video.metadata.get("DURATION", "")
+    try:
+        h, m, sec = tag.split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    except ValueError:
+        return None
+
+
+def _check_complete(video: av.VideoStream, last_time: float | None, src: Path) -> None:
+    """Raise if the frames stop well before the declared end (a container cut short)."""
+    declared = _stream_seconds(video)
+    rate = float(video.average_rate or video.guessed_rate or 25)
+    if declared is None or last_time is None:
+        return
+    if last_time + 1 / rate < declared - 3 / rate:
+        raise VideoError(f"{src}: truncated video (frames end at {last_time:.2f} s of "
+                         f"{declared:.2f} s)")
+
+
+def _writable_yuv420p(frame: av.VideoFrame) -> av.VideoFrame:
+    """The frame as 8-bit 4:2:0 with its own (writable) buffers, timestamp and colour tags kept."""
+    if frame.format.name not in ("yuv420p", "yuvj420p"):
+        converted = frame.reformat(format="yuv420p")
+        converted.pts, converted.time_base = frame.pts, frame.time_base
+        converted.colorspace, converted.color_range = frame.colorspace, frame.color_range
+        return converted
+    frame.make_writable()
+    return frame

@@ -1,0 +1,351 @@
+"""Video restoration: temporal logic, stream metadata and audio, bad input, flicker and cuts.
+
+Clips are made at test time (scripts/make_clips.py or tiny PyAV writers) in temporary folders.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from excnet import Curve, Restorer
+from excnet.cli import main
+from excnet.temporal import TemporalGuide, block_signature, change_score
+from excnet.video import VideoError, YuvSpec, restore_video, yuv_luminance
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("make_clips", ROOT / "scripts" / "make_clips.py")
+make_clips = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(make_clips)
+
+SIZE = (192, 108)
+FPS = 25
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def write_clip(path: Path, n: int = 6, *, size=(64, 48), pts=None, rotation=0, audio=None,
+               pix_fmt="yuv420p", trc=None, colour_range=1, time_base=Fraction(1, 25),
+               level=80, faststart=False, codec="libx264") -> Path:
+    """A tiny H.264 clip with chosen timestamps, rotation, audio codec, pixel format, transfer."""
+    w, h = size
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", options=options) as out:
+        quiet = {"x265-params": "log-level=error"} if codec == "libx265" else {}
+        v = out.add_stream(codec, rate=25, options={"crf": "10", **quiet})
+        v.width, v.height, v.pix_fmt = w, h, pix_fmt
+        v.codec_context.colorspace, v.codec_context.color_range = 1, colour_range
+        if trc is not None:
+            v.codec_context.color_trc = trc
+        if rotation:
+            v.set_display_rotation(rotation)
+        a = out.add_stream(audio, rate=8000, layout="mono") if audio else None
+        rng = np.random.default_rng(0)
+        for t in pts if pts is not None else range(n):
+            rgb = np.clip(level + 40 * rng.random((h, w, 3)), 0, 255).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(rgb, "rgb24").reformat(
+                format=pix_fmt, dst_colorspace=1, dst_color_range=colour_range)
+            frame.pts, frame.time_base = t, time_base
+            out.mux(v.encode(frame))
+        out.mux(v.encode())
+        if a is not None:
+            for k in range(4):
+                frame = av.AudioFrame(format=a.codec_context.format.name, layout="mono",
+                                      samples=a.codec_context.frame_size or 1024)
+                for p in frame.planes:
+                    p.update(bytes(rng.integers(0, 256, p.buffer_size, dtype=np.uint8)))
+                frame.sample_rate, frame.pts = 8000, k * frame.samples
+                out.mux(a.encode(frame))
+            out.mux(a.encode())
+    return path
+
+
+def video_frames(path: Path):
+    with av.open(str(path)) as c:
+        yield from c.decode(c.streams.video[0])
+
+
+def mean_luma(path: Path) -> np.ndarray:
+    """Mean Y' of every frame of a clip."""
+    return np.array([f.to_ndarray()[: f.height].mean() for f in video_frames(path)])
+
+
+def audio_packets(path: Path) -> list[bytes]:
+    with av.open(str(path)) as c:
+        return [bytes(p) for p in c.demux(c.streams.audio[0]) if p.size]
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    """`excnet video ARGS` in this process: (exit status, stdout, stderr)."""
+    capsys.readouterr()
+    try:
+        code = main(["video", *map(str, args)])
+    except SystemExit as exc:  # argparse errors
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("clips")
+    return {kind: make_clips.make_clip(d / f"{kind}.mp4", kind, SIZE, 150, FPS, audio=True)
+            for kind in make_clips.KINDS}
+
+
+# ----------------------------------------------------------------------------- temporal logic
+
+
+class FakeEstimator:
+    """Returns queued answers and records each call's fresh flag."""
+
+    def __init__(self, *answers):
+        self.answers, self.calls = list(answers), []
+
+    def __call__(self, x, fresh):
+        self.calls.append(fresh)
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+
+def flat(level: float) -> np.ndarray:
+    return np.full((128, 128), level, np.float32)
+
+
+def test_smoothing_follows_first_order_filter_in_video_time():
+    est = FakeEstimator((0.0, 0.0), (1.0, 0.5))
+    guide = TemporalGuide(est, every=1, tau=0.4)
+    guide.step(flat(0.3), 0.0)
+    times = [0.04, 0.1, 0.3, 0.31, 0.8]  # irregular steps: a variable frame rate
+    for t in times:
+        step = guide.step(flat(0.3), t)
+    expected = 1 - math.exp(-0.8 / 0.4)  # steps compose: only the elapsed time matters
+    assert step.phi_s == pytest.approx(expected, abs=1e-12)
+    assert step.phi_h == pytest.approx(0.5 * expected, abs=1e-12)
+    assert not step.cut
+
+
+def test_estimates_every_kth_frame_and_glides_between():
+    est = FakeEstimator((0.2, 0.0), (0.6, 0.0))
+    guide = TemporalGuide(est, every=4, tau=0.2)
+    steps = [guide.step(flat(0.3), i / 25) for i in range(9)]
+    assert [s.estimated for s in steps] == [True, False, False, False, True, False, False,
+                                            False, True]
+    phis = [s.phi_s for s in steps]
+    assert phis[:4] == [0.2] * 4  # held until the next estimate
+    assert all(b > a for a, b in zip(phis[4:], phis[5:], strict=False))  # then a smooth glide
+    assert phis[-1] < 0.6
+
+
+def test_cut_resets_to_new_estimate_with_fresh_training():
+    est = FakeEstimator((0.2, 0.1), (0.9, 0.3))
+    guide = TemporalGuide(est, every=10, tau=1.0, cut_threshold=0.03)
+    guide.step(flat(0.2), 0.0)
+    step = guide.step(flat(0.6), 0.04)  # a new scene: the block means jump by 0.4
+    assert step.cut and step.estimated
+    assert (step.phi_s, step.phi_h) == (0.9, 0.3)  # followed at once, not smoothed
+    assert est.calls == [True, True]  # first frame and cut both ask for full training
+
+
+def test_noise_and_slow_pan_are_not_cuts(clips):
+    rng = np.random.default_rng(1)
+    x = np.clip(0.4 + 0.2 * rng.random((128, 128)), 0, 1).astype(np.float32)
+    noisy = np.clip(x + 0.02 * rng.standard_normal(x.shape), 0, 1).astype(np.float32)
+    shifted = np.roll(x, 1, axis=1)
+    assert change_score(block_signature(x), block_signature(noisy)) < 0.005
+    assert change_score(block_signature(x), block_signature(shifted)) < 0.03
+    assert restore_video(clips["pan"], clips["pan"].with_name("pan_out.mp4")).cuts == []
+
+
+def test_cut_and_lighting_change_are_detected(clips, tmp_path):
+    s = restore_video(clips["events"], tmp_path / "out.mp4")
+    frames = 150
+    change = math.ceil(make_clips.LIGHT_CHANGE_AT * frames) / FPS
+    cut = math.ceil(make_clips.CUT_AT * frames) / FPS
+    assert s.cuts == [pytest.approx(change, abs=1e-3), pytest.approx(cut, abs=1e-3)]
+
+
+def test_parameter_state_is_carried_from_frame_to_frame(clips, tmp_path):
+    guided = restore_video(clips["static"], tmp_path / "g.mp4")
+    indep = restore_video(clips["static"], tmp_path / "i.mp4", guided=False)
+    g, i = np.array(guided.phi), np.array(indep.phi)
+    assert np.ptp(g, axis=0).max() < 0.01  # the target for a static clip
+    assert np.ptp(g, axis=0).max() < np.ptp(i, axis=0).max()
+    assert guided.estimates == 50 and indep.estimates == 150  # every 3rd frame vs all
+
+
+def test_network_state_is_carried_from_frame_to_frame(tmp_path):
+    clip = write_clip(tmp_path / "c.mp4", 3, size=(128, 96))
+    restorer = Restorer("excnet", max_iters=1)
+    restore_video(clip, tmp_path / "o.mp4", restorer=restorer, every=1, fresh_iters=1)
+    assert restorer.network.images_seen == 3  # one warm network trained on every frame
+
+
+def test_guided_flicker_no_worse_than_fixed_phi(clips, tmp_path):
+    guided = restore_video(clips["pan"], tmp_path / "g.mp4")
+    phi = np.median(np.array(guided.phi), axis=0)
+    restore_video(clips["pan"], tmp_path / "f.mp4", curve=Curve(*phi))
+    indep = restore_video(clips["pan"], tmp_path / "i.mp4", guided=False)
+    flicker = {k: np.diff(mean_luma(tmp_path / f"{k}.mp4")).std() for k in "gf"}
+    assert flicker["g"] <= 1.1 * flicker["f"]
+    jitter = {k: np.diff(np.array(s.phi), axis=0).std(axis=0) for k, s in
+              (("g", guided), ("i", indep))}
+    assert np.all(jitter["g"] < 0.5 * jitter["i"])  # smoothing calms phi frame to frame
+
+
+# ----------------------------------------------------------------------------- colour
+
+
+def test_luminance_from_yuv_matches_rgb_formula():
+    rng = np.random.default_rng(2)
+    rgb = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    for space, rng_tag in ((1, 1), (5, 2)):
+        f = av.VideoFrame.from_ndarray(rgb, "rgb24").reformat(
+            format="yuv444p", dst_colorspace=space, dst_color_range=rng_tag)
+        f.colorspace, f.color_range = space, rng_tag
+        y, u, v = (f.to_ndarray()[i] for i in range(3))
+        lum = yuv_luminance(y, u, v, YuvSpec.of(f))
+        expected = rgb.astype(float) @ np.array([0.299, 0.587, 0.114])
+        assert np.abs(lum - expected).mean() < 1.0
+
+
+def test_phi_zero_round_trip_keeps_channel_means(clips, tmp_path):
+    out = restore_video(clips["pan"], tmp_path / "o.mp4", curve=Curve(0.0, 0.0)).output
+    for a, b in zip(video_frames(clips["pan"]), video_frames(Path(out)), strict=True):
+        ma = a.to_ndarray(format="rgb24").reshape(-1, 3).mean(0)
+        mb = b.to_ndarray(format="rgb24").reshape(-1, 3).mean(0)
+        assert np.abs(ma - mb).max() <= 1.0
+
+
+def test_restoration_brightens_the_subject(clips, tmp_path):
+    out = restore_video(clips["static"], tmp_path / "o.mp4").output
+    assert mean_luma(Path(out)).mean() > mean_luma(clips["static"]).mean() + 5
+
+
+# ----------------------------------------------------------------------------- metadata, audio
+
+
+def test_timestamps_time_base_rotation_and_colour_tags_kept(tmp_path):
+    pts = [0, 1, 2, 5, 6, 10, 11, 12]  # variable frame rate
+    src = write_clip(tmp_path / "vfr.mp4", pts=pts, rotation=90, time_base=Fraction(1, 25))
+    out = restore_video(src, tmp_path / "o.mp4", curve=Curve(0.5, 0.1))
+    with av.open(str(src)) as a, av.open(str(out.output)) as b:
+        assert b.streams.video[0].time_base == a.streams.video[0].time_base
+    times_in = [f.time for f in video_frames(src)]
+    frames_out = list(video_frames(Path(out.output)))
+    assert [f.time for f in frames_out] == pytest.approx(times_in, abs=1e-4)
+    assert [f.rotation for f in frames_out] == [90] * len(pts)
+    assert (frames_out[0].colorspace, frames_out[0].color_range) == (1, 1)
+    assert out.rotation == 90
+
+
+@pytest.mark.parametrize("codec, name", [("libx265", "hevc.mkv"), ("libvpx-vp9", "vp9.webm"),
+                                         ("libx264", "h264.mov")])
+def test_hevc_vp9_and_mov_inputs(tmp_path, codec, name):
+    src = write_clip(tmp_path / name, 4, codec=codec)
+    out = restore_video(src, tmp_path / "o.mp4")
+    assert out.frames == 4
+    assert [f.width for f in video_frames(Path(out.output))] == [64] * 4
+
+
+def test_full_range_stays_full_range(tmp_path):
+    src = write_clip(tmp_path / "full.mp4", colour_range=2, pix_fmt="yuvj420p")
+    out = restore_video(src, tmp_path / "o.mp4", curve=Curve(0.0, 0.0))
+    frame = next(video_frames(Path(out.output)))
+    assert frame.color_range == 2
+
+
+def test_audio_copied_untouched(clips, tmp_path):
+    out = restore_video(clips["static"], tmp_path / "o.mkv")
+    assert out.audio == ["copied aac"]
+    assert audio_packets(tmp_path / "o.mkv") == audio_packets(clips["static"])
+
+
+def test_audio_reencoded_when_container_cannot_hold_it(tmp_path):
+    src = write_clip(tmp_path / "mulaw.mov", audio="pcm_mulaw")
+    out = restore_video(src, tmp_path / "o.mp4")
+    assert out.audio == ["re-encoded pcm_mulaw to aac"]
+    with av.open(str(out.output)) as c:
+        assert c.streams.audio[0].codec_context.name == "aac"
+        assert c.streams.audio[0].duration or c.duration
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def _bad_inputs(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video\n")
+    audio_only = tmp_path / "audio.m4a"
+    with av.open(str(audio_only), "w") as out:
+        a = out.add_stream("aac", rate=8000, layout="mono")
+        frame = av.AudioFrame(format="fltp", layout="mono", samples=1024)
+        frame.planes[0].update(bytes(frame.planes[0].buffer_size))
+        frame.sample_rate, frame.pts = 8000, 0
+        out.mux(a.encode(frame))
+        out.mux(a.encode())
+    whole = write_clip(tmp_path / "whole.mp4", 30, size=(128, 96)).read_bytes()
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(whole[: len(whole) // 2])
+    faststart = write_clip(tmp_path / "fs.mp4", 50, size=(128, 96), faststart=True).read_bytes()
+    truncated_fs = tmp_path / "truncated_faststart.mp4"
+    truncated_fs.write_bytes(faststart[: len(faststart) * 2 // 3])
+    mkv = write_clip(tmp_path / "ok.mkv", 50, size=(128, 96)).read_bytes()
+    truncated_mkv = tmp_path / "truncated.mkv"
+    truncated_mkv.write_bytes(mkv[: len(mkv) * 2 // 3])
+    unknown = tmp_path / "unknown.mkv"
+    unknown.write_bytes(mkv.replace(b"V_MPEG4/ISO/AVC", b"V_XXXXX/ISO/AVC"))
+    hdr = write_clip(tmp_path / "hdr.mkv", pix_fmt="yuv420p10le", trc=16)
+    return {"not a video": (text, "not a readable video"),
+            "no video stream": (audio_only, "no video stream"),
+            "truncated mp4": (truncated, "damaged or truncated"),
+            "truncated faststart mp4": (truncated_fs, "truncated video"),
+            "truncated mkv": (truncated_mkv, "truncated"),
+            "unsupported codec": (unknown, "unsupported video codec"),
+            "hdr": (hdr, "HDR video (PQ transfer)")}
+
+
+def test_bad_inputs_raise_one_line_error_and_leave_no_file(tmp_path):
+    for name, (src, words) in _bad_inputs(tmp_path).items():
+        out = tmp_path / "out" / f"{name}.mp4"
+        out.parent.mkdir(exist_ok=True)
+        with pytest.raises(VideoError) as err:
+            restore_video(src, out)
+        msg = str(err.value)
+        assert words in msg and str(src) in msg and "\n" not in msg, name
+        assert list(out.parent.iterdir()) == [], name
+
+
+def test_cli_bad_inputs_exit_non_zero_with_one_line(tmp_path, capsys):
+    for name, (src, _) in _bad_inputs(tmp_path).items():
+        out = tmp_path / "out" / f"{name}.mp4"
+        out.parent.mkdir(exist_ok=True)
+        code, _, err = run_cli(capsys, src, "-o", out)
+        assert code == 1, name
+        assert err.count("\n") == 1 and err.startswith("excnet: "), name
+        assert str(src) in err, name
+        assert list(out.parent.iterdir()) == [], name
+
+
+def test_cli_json_summary_and_refuses_to_replace_input(tmp_path, capsys):
+    src = write_clip(tmp_path / "c.mp4", 8, size=(128, 96))
+    code, out, err = run_cli(capsys, src, "-o", tmp_path / "o.mp4", "--json", "--strength",
+                             "0.8")
+    assert code == 0, err
+    rec = json.loads(out)
+    assert rec["frames"] == 8 and rec["fps"] > 0 and rec["cuts"] == []
+    assert set(rec["phi_s"]) == {"mean", "std", "min", "max"}
+    assert rec["audio"] == [] and rec["estimates"] == 3
+    code, _, err = run_cli(capsys, src, "-o", src)
+    assert code == 1 and "would replace the input" in err
+    code, _, _ = run_cli(capsys, src, "-o", tmp_path / "x.mp4", "--phi-s", "0.5", "--params",
+                         "p.json")
+    assert code == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4", "o.mp4"]
