@@ -25,7 +25,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from excnet import Restorer
+from excnet import Curve, Restorer
+from excnet.base import network_input
+from excnet.colour import luminance
 from excnet.imageio import ImageError, read_image, write_image
 from excnet.metrics import (
     delta_e,
@@ -38,7 +40,8 @@ from excnet.metrics import (
     srgb_to_linear,
     ssim,
 )
-from excnet.tone import FAITHFUL, IMPROVED, ToneOptions, restore_with
+from excnet.solvers import Estimate, solve_direct
+from excnet.tone import FAITHFUL, IMPROVED, ToneOptions, apply_tone_gain, base_for, gain_for
 
 SIZE = 480
 MASKS = ("subject", "horizon", "gradient")
@@ -150,6 +153,17 @@ def gamma_to_mean(img: np.ndarray, target: float = 0.5) -> np.ndarray:
         else:
             hi = mid
     return np.rint(v ** 2.0 ** ((lo + hi) / 2) * 255).astype(np.uint8)
+
+
+def restore_with(pixels: np.ndarray, options: ToneOptions = FAITHFUL, *,
+                 estimator: Callable[[np.ndarray], Estimate] = solve_direct,
+                 ) -> tuple[np.ndarray, Curve]:
+    """Restore end to end on the exact path (exact guided filter, float64 gain) with the given
+    options; returns (image, curve). `estimator` maps the 128 x 128 network input to phi."""
+    base = base_for(luminance(pixels), options)
+    est = estimator(network_input(base))
+    curve = options.curve(est.phi_s, est.phi_h)
+    return apply_tone_gain(pixels, gain_for(base, curve, options), options), curve
 
 
 def methods(cnn: Restorer | None) -> dict[str, Callable[[np.ndarray], np.ndarray]]:

@@ -19,6 +19,7 @@ import excnet
 from excnet import Curve
 from excnet.cli import main
 from excnet.imageio import read_image, write_image
+from excnet.tone import IMPROVED
 
 EXCNET = Path(sys.executable).with_name("excnet")
 RECORD_KEYS = {"input", "output", "status", "error", "phi_s", "phi_h", "iterations", "loss",
@@ -164,7 +165,7 @@ def test_manual_phi_is_applied(tmp_path, capsys):
     assert code == 0
     rec = json.loads(out)
     assert (rec["phi_s"], rec["phi_h"], rec["iterations"]) == (0.7, 0.3, 0)
-    expected = excnet.restore(read_image(src).pixels, Curve(0.7, 0.3)).image
+    expected = excnet.restore(read_image(src).pixels, IMPROVED.curve(0.7, 0.3)).image
     np.testing.assert_array_equal(read_image(tmp_path / "out.png").pixels, expected)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from excnet.curve import DEFAULT_HIGHLIGHT_SCALE, Curve, f_delta, gain_lut, s_curve
+from excnet.curve import FAITHFUL_HIGHLIGHT_SCALE, Curve, f_delta, gain_lut, s_curve
 
 # f_delta(1) = 5 exp(-14): the curve's ends move by phi times this, not exactly zero.
 F_DELTA_AT_1 = 5 * math.exp(-14)
@@ -88,7 +88,7 @@ def test_curve_applied_combines_strength_and_highlight_scale():
 def test_curve_defaults_follow_the_reference():
     c = Curve(1.0, 1.0)
     assert c.strength == 1.0
-    assert c.highlight_scale == DEFAULT_HIGHLIGHT_SCALE == 0.2
+    assert c.highlight_scale == FAITHFUL_HIGHLIGHT_SCALE == 0.2
     assert c.applied == pytest.approx((1.0, 0.2))
 
 
@@ -103,14 +103,14 @@ def test_curve_save_load_round_trip(tmp_path):
     c.save(path)
     data = json.loads(path.read_text())
     assert data == {"phi_s": c.phi_s, "phi_h": c.phi_h, "strength": 0.75,
-                    "highlight_scale": 0.35}
+                    "highlight_scale": 0.35, "monotonic": False}
     assert Curve.load(path) == c
     assert Curve.from_dict(c.to_dict()) == c
 
 
 def test_curve_from_dict_fills_defaults():
     c = Curve.from_dict({"phi_s": 0.5, "phi_h": 0.25})
-    assert c == Curve(0.5, 0.25, 1.0, DEFAULT_HIGHLIGHT_SCALE)
+    assert c == Curve(0.5, 0.25, 1.0, FAITHFUL_HIGHLIGHT_SCALE)
 
 
 @pytest.mark.parametrize("field", ["phi_s", "phi_h", "strength", "highlight_scale"])
@@ -151,5 +151,5 @@ def test_gain_lut_matches_the_curve():
     c = Curve(0.9, 0.6)
     lut = gain_lut(c, size=11)
     b = np.linspace(0, 1, 11)
-    np.testing.assert_allclose(lut, c(b) / (b + 1e-5), rtol=1e-6)
+    np.testing.assert_allclose(lut, (c(b) + 1e-5) / (b + 1e-5), rtol=1e-6)
     assert lut.dtype == np.float32

@@ -21,6 +21,7 @@ from excnet.curve import Curve
 from excnet.loss import block_means
 from excnet.pipeline import DEFAULT_SOLVER, fast_gain_map, gain_map
 from excnet.solvers import BlockStats, NetworkSolver, solve_direct
+from excnet.tone import IMPROVED
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -83,7 +84,7 @@ def test_restorer_fast_path_matches_exact_path(dtype, layout):
 
 def test_exact_option_is_the_reference_pipeline():
     pixels = make_backlit(200, 260, seed=6)
-    res = excnet.Restorer(exact=True).restore(pixels)
+    res = excnet.Restorer(exact=True, faithful=True).restore(pixels)
     base = base_layer(luminance(pixels))
     est = solve_direct(network_input(base))
     expected = apply_gain(pixels, gain_map(base, res.curve))
@@ -96,7 +97,7 @@ def test_default_solver_is_direct_and_reaches_the_fixed_point():
     pixels = make_backlit(240, 320, seed=7)
     res = excnet.restore(pixels)
     assert res.iterations == 0 and res.converged
-    est = solve_direct(network_input(fast_base_layer(luminance(pixels))))
+    est = solve_direct(network_input(fast_base_layer(luminance(pixels), IMPROVED.eps)))
     assert (res.phi_s, res.phi_h) == pytest.approx((est.phi_s, est.phi_h), abs=1e-9)
 
 

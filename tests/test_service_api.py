@@ -72,7 +72,8 @@ def test_restore_returns_the_library_result_with_the_curve_in_headers(client, ph
     assert float(r.headers["x-excnet-phi-s"]) == expected.curve.phi_s
     assert float(r.headers["x-excnet-phi-h"]) == expected.curve.phi_h
     assert Curve.from_dict(json.loads(r.headers["x-excnet-curve"])) == expected.curve
-    assert got.mean() > photo.mean() + 5  # the back-lit subject was lifted
+    dark = photo.mean(axis=2) < 60
+    assert got[dark].mean() > photo[dark].mean() + 10  # the back-lit subject was lifted
 
 
 def test_restore_json_variant_and_controls(client, photo, png):
@@ -93,7 +94,7 @@ def test_estimate_returns_phi_and_a_preview_with_its_base_layer(client, photo, p
     assert r.status_code == 200
     body = r.json()
     est, base = Restorer("direct").estimate(photo)
-    assert body["curve"] == Curve(est.phi_s, est.phi_h).to_dict()
+    assert body["curve"] == Restorer("direct").curve_for(est.phi_s, est.phi_h).to_dict()
     assert (body["width"], body["height"], body["format"]) == (128, 96, "PNG")
     prev = body["preview"]
     assert (prev["width"], prev["height"]) == (64, 48)

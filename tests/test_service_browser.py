@@ -19,7 +19,9 @@ from excnet import Curve, Restorer
 from excnet.cli import main
 from excnet.curve import s_curve
 from excnet.imageio import decode_image, encode_image
+from excnet.pipeline import gain_map
 from excnet.service import Settings, create_app
+from excnet.tone import IMPROVED
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -76,8 +78,7 @@ def page_base_layer(page) -> np.ndarray:
 
 
 def expected_preview(before: np.ndarray, base8: np.ndarray, curve: Curve) -> np.ndarray:
-    b = base8.astype(np.float64) / 255
-    gain = curve(b) / (b + 1e-5)
+    gain = gain_map(base8.astype(np.float32), curve)
     return np.clip(np.rint(before * gain[..., None]), 0, 255).astype(np.uint8)
 
 
@@ -108,7 +109,8 @@ def test_upload_tune_compare_and_download(server, browser, tmp_path):
     # The restored preview is computed on the page with the method's gain, and is brighter.
     before, after = canvas_pixels(page, "#before"), canvas_pixels(page, "#after")
     base8 = page_base_layer(page)
-    shown = Curve(float(page.input_value("#phi-s")), float(page.input_value("#phi-h")))
+    shown = Restorer("direct").curve_for(float(page.input_value("#phi-s")),
+                                         float(page.input_value("#phi-h")))
     diff = np.abs(after.astype(int) - expected_preview(before, base8, shown))
     assert diff.max() <= 1
     dark = base8 < 60  # the back-lit subject is lifted
@@ -125,15 +127,17 @@ def test_upload_tune_compare_and_download(server, browser, tmp_path):
     assert "φs = 0.000" in page.text_content("#phi-text")
 
     # A tuned curve: preview, plot and text follow at once.
-    tuned = Curve(1.2, 0.3, strength=0.9, highlight_scale=0.5)
-    set_controls(page, **tuned.to_dict())
+    tuned = IMPROVED.curve(1.2, 0.3, strength=0.9, highlight_scale=0.5)
+    set_controls(page, phi_s=1.2, phi_h=0.3, strength=0.9, highlight_scale=0.5)
     after = canvas_pixels(page, "#after")
     assert np.abs(after.astype(int) - expected_preview(before, base8, tuned)).max() <= 1
     points = [tuple(map(float, p.split(","))) for p in
               page.get_attribute("#curve", "d")[1:].split(" L")]
     for x, y in points:
         assert 1 - y == pytest.approx(float(s_curve(x, *tuned.applied)), abs=5e-4)
-    assert "applied 1.080, 0.135" in page.text_content("#phi-text")
+    assert tuned.applied[0] < 1.08  # kept monotonic: scaled down from 0.9 * 1.2
+    assert f"applied {tuned.applied[0]:.3f}, {tuned.applied[1]:.3f}" in page.text_content(
+        "#phi-text")
 
     # The before/after slider moves the split.
     page.fill("#compare", "20")

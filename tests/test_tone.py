@@ -7,16 +7,32 @@ import pytest
 from conftest import make_backlit
 
 from excnet import Curve, Restorer, s_curve, tone
+from excnet.base import network_input
+from excnet.colour import luminance
+from excnet.curve import monotonic_limit
 from excnet.metrics import srgb_to_linear
+from excnet.pipeline import gain_map
+from excnet.solvers import solve_direct
 
 
-def test_faithful_options_reproduce_the_pipeline() -> None:
+@pytest.mark.parametrize("options", [tone.FAITHFUL, tone.IMPROVED, tone.ToneOptions(
+    chroma="linear", clip="hue", monotonic="scale", eps=1600.0, highlight_scale=0.3)])
+def test_the_pipeline_renders_as_the_tone_options_say(options) -> None:
     img = make_backlit(96, 128, seed=2)
-    out, curve = tone.restore_with(img)
-    ref = Restorer(solver="direct").restore(img)
-    # The pipeline may tabulate the gain (a lookup table): within one level of rounding.
-    assert np.abs(out.astype(int) - ref.image).max() <= 1
-    assert (curve.phi_s, curve.phi_h) == pytest.approx((ref.curve.phi_s, ref.curve.phi_h))
+    base = tone.base_for(luminance(img), options)
+    est = solve_direct(network_input(base))
+    curve = options.curve(est.phi_s, est.phi_h)
+    out = tone.apply_tone_gain(img, tone.gain_for(base, curve, options), options)
+    ref = Restorer(solver="direct", tone=options, exact=True).restore(img)
+    assert ref.curve == curve
+    np.testing.assert_array_equal(out, ref.image)
+
+
+def test_faithful_flag_and_default() -> None:
+    assert Restorer(faithful=True).tone == tone.FAITHFUL
+    assert Restorer().tone == tone.IMPROVED
+    assert Restorer().curve_for(1.0, 1.0).monotonic
+    assert not Restorer(faithful=True).curve_for(1.0, 1.0).monotonic
 
 
 def test_options_are_validated() -> None:
@@ -30,15 +46,15 @@ def test_options_are_validated() -> None:
 def test_monotonic_limit_makes_the_curve_non_decreasing(phi) -> None:
     x = np.linspace(0, 1, 2001)
     assert np.diff(s_curve(x, *phi)).min() < 0  # the cases really are non-monotonic
-    limited = tone.monotonic_limit(*phi)
+    limited = monotonic_limit(*phi)
     assert np.diff(s_curve(x, *limited)).min() >= -1e-6
     t = limited[0] / phi[0] if phi[0] else limited[1] / phi[1]
     assert 0 < t < 1 and limited == pytest.approx((t * phi[0], t * phi[1]))
 
 
 def test_monotonic_limit_leaves_monotonic_curves_alone() -> None:
-    assert tone.monotonic_limit(0.4, 0.3) == (0.4, 0.3)
-    assert tone.monotonic_limit(1.0, 0.0)[0] == pytest.approx(1 / 1.575, abs=2e-3)
+    assert monotonic_limit(0.4, 0.3) == (0.4, 0.3)
+    assert monotonic_limit(1.0, 0.0)[0] == pytest.approx(1 / 1.575, abs=2e-3)
 
 
 def test_monotone_envelope_is_the_running_maximum() -> None:
@@ -123,15 +139,16 @@ def test_limited_curve_renders_like_gain_for() -> None:
     curve = Curve(1.4, 0.6, strength=0.9, highlight_scale=0.5)
     opts = tone.ToneOptions(monotonic="scale")
     limited = tone.limited_curve(curve, opts)
-    assert limited.applied == pytest.approx(tone.monotonic_limit(*curve.applied))
-    np.testing.assert_allclose(tone.gain_map(base, limited), tone.gain_for(base, curve, opts),
+    assert limited.applied == pytest.approx(monotonic_limit(*curve.applied))
+    np.testing.assert_allclose(gain_map(base, limited), tone.gain_for(base, curve, opts),
                                rtol=1e-6)
     assert tone.limited_curve(curve) is curve
 
 
-def test_restore_with_improved_options_brightens_shadows() -> None:
+def test_improved_default_brightens_shadows() -> None:
     img = make_backlit(96, 128, seed=1)
-    out, curve = tone.restore_with(img, tone.IMPROVED)
+    res = Restorer().restore(img)
+    out, curve = res.image, res.curve
     dark = img.mean(axis=2) < 40
     assert out[dark].mean() > img[dark].mean() + 10
     assert curve.highlight_scale == 0.5

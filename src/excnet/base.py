@@ -21,9 +21,9 @@ INPUT_SIZE = 128
 LOW_RADIUS = 8
 
 
-def radius_for(shape: tuple[int, ...]) -> int:
+def radius_for(shape: tuple[int, ...], fraction: float = RADIUS_FRACTION) -> int:
     """Guided-filter radius of the method: 4 % of the short side."""
-    return int(RADIUS_FRACTION * min(shape[0], shape[1]))
+    return int(fraction * min(shape[0], shape[1]))
 
 
 def _box_mean(img: np.ndarray, r: int) -> np.ndarray:
@@ -92,14 +92,16 @@ def fast_guided_filter(y: np.ndarray, radius: int, eps: float = EPS,
     return q
 
 
-def base_layer(y: np.ndarray) -> np.ndarray:
+def base_layer(y: np.ndarray, eps: float = EPS,
+               radius_fraction: float = RADIUS_FRACTION) -> np.ndarray:
     """The method's base layer of luminance y (H, W) on 0..255 -> float32 (H, W) on 0..255."""
-    return guided_filter(y, radius_for(y.shape))
+    return guided_filter(y, radius_for(y.shape, radius_fraction), eps)
 
 
-def fast_base_layer(y: np.ndarray) -> np.ndarray:
+def fast_base_layer(y: np.ndarray, eps: float = EPS,
+                    radius_fraction: float = RADIUS_FRACTION) -> np.ndarray:
     """`base_layer` through `fast_guided_filter`: the default restoration path."""
-    return fast_guided_filter(y, radius_for(y.shape))
+    return fast_guided_filter(y, radius_for(y.shape, radius_fraction), eps)
 
 
 def network_input(base: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:

@@ -21,7 +21,7 @@ import torch
 K1, K2, K3 = 5.0, 14.0, 1.6
 
 #: The reference restores with only this fraction of the estimated phi_h (it trains with all of it).
-DEFAULT_HIGHLIGHT_SCALE = 0.2
+FAITHFUL_HIGHLIGHT_SCALE = 0.2
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
@@ -44,14 +44,17 @@ class Curve:
     """Estimated curve parameters plus the user's controls.
 
     The applied curve is f(x; s * phi_s, h * s * phi_h) with strength s and highlight scale h,
-    everywhere: CLI, API, service and plots. `Curve(...).save(path)` writes the JSON that
-    `excnet restore --params` reads back.
+    everywhere: CLI, API, service and plots. With `monotonic`, both applied parameters are
+    scaled down together just enough that f never decreases (`monotonic_limit`); a large phi_s
+    otherwise makes f dip after its shadow bump and reverses the order of tones.
+    `Curve(...).save(path)` writes the JSON that `excnet restore --params` reads back.
     """
 
     phi_s: float
     phi_h: float
     strength: float = 1.0
-    highlight_scale: float = DEFAULT_HIGHLIGHT_SCALE
+    highlight_scale: float = FAITHFUL_HIGHLIGHT_SCALE
+    monotonic: bool = False
 
     def __post_init__(self) -> None:
         for name in ("phi_s", "phi_h", "strength", "highlight_scale"):
@@ -62,14 +65,15 @@ class Curve:
     def applied(self) -> tuple[float, float]:
         """(phi_s, phi_h) as actually applied to the image."""
         s = self.strength
-        return s * self.phi_s, self.highlight_scale * s * self.phi_h
+        applied = s * self.phi_s, self.highlight_scale * s * self.phi_h
+        return monotonic_limit(*applied) if self.monotonic else applied
 
     def __call__(self, x: Array) -> Array:
         a_s, a_h = self.applied
         return s_curve(x, a_s, a_h)
 
-    def to_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in asdict(self).items()}
+    def to_dict(self) -> dict[str, float | bool]:
+        return {k: v if isinstance(v, bool) else float(v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: dict) -> Curve:
@@ -78,7 +82,8 @@ class Curve:
                 phi_s=float(data["phi_s"]),
                 phi_h=float(data["phi_h"]),
                 strength=float(data.get("strength", 1.0)),
-                highlight_scale=float(data.get("highlight_scale", DEFAULT_HIGHLIGHT_SCALE)),
+                highlight_scale=float(data.get("highlight_scale", FAITHFUL_HIGHLIGHT_SCALE)),
+                monotonic=bool(data.get("monotonic", False)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a curve: need numeric phi_s and phi_h ({exc})") from None
@@ -94,11 +99,36 @@ class Curve:
             raise ValueError(f"{path}: cannot read curve parameters ({exc})") from None
 
 
+_SLOPE_GRID = np.linspace(0.0, 1.0, 4097)
+
+
+def monotonic_limit(phi_s: float, phi_h: float) -> tuple[float, float]:
+    """The largest t * (phi_s, phi_h), 0 <= t <= 1, whose curve is non-decreasing on [0, 1].
+
+    f'(x) = 1 + phi_s * fd'(x) + phi_h * fd'(1 - x) is linear in phi, so along the ray the
+    first x where f' reaches 0 gives t in closed form (on a 4097-point grid).
+    """
+    x = _SLOPE_GRID
+    d = np.gradient(f_delta(x), x)
+    worst = float(-(phi_s * d + phi_h * d[::-1]).min())  # most negative f'(x) - 1
+    t = 1.0 if worst <= 1.0 else 1.0 / worst
+    return t * phi_s, t * phi_h
+
+
+def gain(curve: Curve, b: np.ndarray) -> np.ndarray:
+    """Per-pixel gain (f(b) + 1e-5) / (b + 1e-5) for base-layer values b in [0, 1]; float64.
+
+    The reference divides f(b) by b + 1e-5; adding the same 1e-5 on top keeps the identity
+    curve an exact identity (otherwise 16-bit images lose most of a level at strength 0).
+    """
+    b = np.asarray(b, dtype=np.float64)
+    return (curve(b) + 1e-5) / (b + 1e-5)
+
+
 def gain_lut(curve: Curve, size: int = 4096) -> np.ndarray:
-    """Per-pixel gain f(b)/(b + 1e-5) tabulated on a uniform grid of b in [0, 1] (float32).
+    """`gain` tabulated on a uniform grid of b in [0, 1] (float32).
 
     The fast restoration path (`pipeline.fast_gain_map`) looks up the nearest of 65536
     entries, one per 16-bit step of the base layer.
     """
-    b = np.linspace(0.0, 1.0, size, dtype=np.float64)
-    return (curve(b) / (b + 1e-5)).astype(np.float32)
+    return gain(curve, np.linspace(0.0, 1.0, size)).astype(np.float32)

@@ -13,9 +13,10 @@ import cv2
 import numpy as np
 
 from .base import base_layer, fast_base_layer, network_input
-from .colour import apply_gain, check_pixels, luminance
-from .curve import DEFAULT_HIGHLIGHT_SCALE, Curve, gain_lut
+from .colour import check_pixels, luminance
+from .curve import Curve, gain, gain_lut
 from .solvers import RIDGE, Estimate, NetworkSolver, solve_direct
+from .tone import FAITHFUL, IMPROVED, ToneOptions, apply_tone_gain
 
 SOLVERS = ("excnet", "direct")
 DEFAULT_SOLVER = "direct"
@@ -48,9 +49,8 @@ class Result:
 
 
 def gain_map(base: np.ndarray, curve: Curve) -> np.ndarray:
-    """Per-pixel gain f(b)/(b + 1e-5) for the base layer (H, W) on 0..255; float32."""
-    b = base.astype(np.float64) / 255.0
-    return (curve(b) / (b + 1e-5)).astype(np.float32)
+    """Per-pixel `curve.gain` for the base layer (H, W) on 0..255, in float64; float32 out."""
+    return gain(curve, base.astype(np.float64) / 255.0).astype(np.float32)
 
 
 def fast_gain_map(base: np.ndarray, curve: Curve) -> np.ndarray:
@@ -75,7 +75,12 @@ class Restorer:
     solver: "direct" (the default: the exact minimiser of the convex loss that the CNN's
     training settles at, in milliseconds) or "excnet" (the CNN trained at test time, the paper's
     method). arch / init / lr / max_iters / tol / window / seed configure the CNN. strength and
-    highlight_scale shape the applied curve f(x; s * phi_s, h * s * phi_h). exact=True computes
+    highlight_scale shape the applied curve f(x; s * phi_s, h * s * phi_h).
+
+    tone chooses the rendering: `tone.IMPROVED` (the default; it won on the held-out half of
+    benchmarks/quality.py: monotonic curve, guided-filter eps 3200, highlight scale 0.5) or
+    `tone.FAITHFUL` (the paper's: eps 800, highlight scale 0.2); `faithful=True` is short for
+    the latter. highlight_scale=None takes the tone's. exact=True computes
     the base layer with the exact guided filter and the gain in float64 (the reference path);
     the default fast path (subsampled guided filter, gain table) gives the same phi within a
     few thousandths and the same pixels within about one level.
@@ -84,14 +89,20 @@ class Restorer:
     def __init__(self, solver: str = DEFAULT_SOLVER, *, arch: str = "small",
                  init: str = "identity", lr: float = 1e-3, max_iters: int = 1000,
                  tol: float = 1e-3, window: int = 20, ridge: float = RIDGE, seed: int = 0,
-                 strength: float = 1.0,
-                 highlight_scale: float = DEFAULT_HIGHLIGHT_SCALE, exact: bool = False) -> None:
+                 strength: float = 1.0, highlight_scale: float | None = None,
+                 tone: ToneOptions | None = None, faithful: bool = False,
+                 exact: bool = False) -> None:
         if solver not in SOLVERS:
             raise ValueError(f"unknown solver {solver!r}; choose from {', '.join(SOLVERS)}")
+        if tone is None:
+            tone = FAITHFUL if faithful else IMPROVED
+        if tone.monotonic == "envelope":
+            raise ValueError("the 'envelope' monotonic mode is a benchmark trial only")
         self.solver = solver
         self.ridge = ridge
+        self.tone = tone
         self.strength = strength
-        self.highlight_scale = highlight_scale
+        self.highlight_scale = tone.highlight_scale if highlight_scale is None else highlight_scale
         self.exact = exact
         self.network = (
             NetworkSolver(arch, init, lr, max_iters, tol, window, ridge, seed)
@@ -112,12 +123,13 @@ class Restorer:
     def _base(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(base layer (H, W) on 0..255, network input (128, 128) in [0, 1])."""
         y = luminance(image)
-        base = base_layer(y) if self.exact else fast_base_layer(y)
+        layer = base_layer if self.exact else fast_base_layer
+        base = layer(y, self.tone.eps, self.tone.radius_fraction)
         return base, network_input(base)
 
     def curve_for(self, phi_s: float, phi_h: float) -> Curve:
-        """The curve with this restorer's strength and highlight scale."""
-        return Curve(phi_s, phi_h, self.strength, self.highlight_scale)
+        """The curve with this restorer's strength, highlight scale and monotonic setting."""
+        return self.tone.curve(phi_s, phi_h, self.strength, self.highlight_scale)
 
     def restore(self, image: np.ndarray, curve: Curve | None = None) -> Result:
         """Restore one image. With `curve` given, estimation is skipped and that curve applied."""
@@ -137,7 +149,7 @@ class Restorer:
         seconds["estimate"] = t2 - t1
         gain = gain_map(base, curve) if self.exact else fast_gain_map(base, curve)
         del base
-        out = apply_gain(image, gain)
+        out = apply_tone_gain(image, gain, self.tone)
         seconds["apply"] = time.perf_counter() - t2
         return Result(out, curve, iterations, loss, converged, seconds)
 

@@ -22,17 +22,14 @@ Pure functions on arrays; float colour arrays are (H, W, 3) on the [0, 1] scale.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .base import EPS, RADIUS_FRACTION, guided_filter, network_input
-from .colour import LUMA_WEIGHTS, apply_gain, check_pixels, colour_channels, luminance
-from .curve import DEFAULT_HIGHLIGHT_SCALE, Curve, f_delta, s_curve
+from .base import EPS, RADIUS_FRACTION, base_layer
+from .colour import LUMA_WEIGHTS, apply_gain, check_pixels, colour_channels
+from .curve import FAITHFUL_HIGHLIGHT_SCALE, Curve, gain, s_curve
 from .metrics import linear_to_srgb, srgb_to_linear
-from .pipeline import gain_map
-from .solvers import Estimate, solve_direct
 
 CHROMA_MODES = ("faithful", "linear", "damped")
 CLIP_MODES = ("plain", "hue")
@@ -48,7 +45,7 @@ class ToneOptions:
     chroma_damping: float = 0.5  # k of the "damped" mode: chroma scales by gain ** (1 - k)
     clip: str = "plain"
     monotonic: str = "off"
-    highlight_scale: float = DEFAULT_HIGHLIGHT_SCALE
+    highlight_scale: float = FAITHFUL_HIGHLIGHT_SCALE
     radius_fraction: float = RADIUS_FRACTION
     eps: float = EPS
 
@@ -57,6 +54,13 @@ class ToneOptions:
                               ("monotonic", MONOTONIC_MODES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}")
+
+    def curve(self, phi_s: float, phi_h: float, strength: float = 1.0,
+              highlight_scale: float | None = None) -> Curve:
+        """A Curve rendered the way these options say (highlight scale, "scale" monotonic)."""
+        return Curve(phi_s, phi_h, strength,
+                     self.highlight_scale if highlight_scale is None else highlight_scale,
+                     monotonic=self.monotonic == "scale")
 
 
 FAITHFUL = ToneOptions()
@@ -67,22 +71,7 @@ IMPROVED = ToneOptions(monotonic="scale", eps=3200.0, highlight_scale=0.5)
 
 def base_for(y: np.ndarray, options: ToneOptions = FAITHFUL) -> np.ndarray:
     """Base layer of luminance y (H, W) on 0..255 with the options' guided-filter radius and eps."""
-    radius = int(options.radius_fraction * min(y.shape[0], y.shape[1]))
-    return guided_filter(y, radius, options.eps)
-
-
-def monotonic_limit(phi_s: float, phi_h: float) -> tuple[float, float]:
-    """The largest t * (phi_s, phi_h), 0 <= t <= 1, whose curve is non-decreasing on [0, 1].
-
-    f'(x) = 1 + phi_s * fd'(x) + phi_h * fd'(1 - x) is linear in phi, so along the ray the
-    first x where f' reaches 0 gives t in closed form (on a 4097-point grid).
-    """
-    x = _GRID
-    d = np.gradient(f_delta(x), x)
-    slope = phi_s * d + phi_h * d[::-1]  # f'(x) - 1
-    worst = float(-slope.min())
-    t = 1.0 if worst <= 1.0 else 1.0 / worst
-    return t * phi_s, t * phi_h
+    return base_layer(y, options.eps, options.radius_fraction)
 
 
 def monotone_envelope(b: np.ndarray, phi_s: float, phi_h: float) -> np.ndarray:
@@ -100,20 +89,17 @@ def limited_curve(curve: Curve, options: ToneOptions = FAITHFUL) -> Curve:
     """
     if options.monotonic != "scale":
         return curve
-    return Curve(*monotonic_limit(*curve.applied), strength=1.0, highlight_scale=1.0)
+    return replace(curve, monotonic=True)
 
 
 def gain_for(base: np.ndarray, curve: Curve, options: ToneOptions = FAITHFUL) -> np.ndarray:
-    """Per-pixel luminance gain f(b)/(b + 1e-5) for the base layer (H, W) on 0..255; float32."""
-    if options.monotonic == "off":
-        return gain_map(base, curve)
-    a_s, a_h = curve.applied
+    """Per-pixel luminance gain (f(b) + 1e-5)/(b + 1e-5) for the base layer (H, W) on 0..255,
+    with the options' monotonic mode; float32."""
     b = base.astype(np.float64) / 255.0
-    if options.monotonic == "scale":
-        f = limited_curve(curve, options)(b)
-    else:
-        f = monotone_envelope(b, a_s, a_h)
-    return (f / (b + 1e-5)).astype(np.float32)
+    if options.monotonic != "envelope":
+        return gain(limited_curve(curve, options), b).astype(np.float32)
+    f = monotone_envelope(b, *curve.applied)
+    return ((f + 1e-5) / (b + 1e-5)).astype(np.float32)
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
@@ -187,18 +173,3 @@ def apply_tone_gain(pixels: np.ndarray, gain: np.ndarray,
     out = pixels.copy()
     out[..., :3] = np.rint(v * top).astype(pixels.dtype)
     return out
-
-
-def restore_with(pixels: np.ndarray, options: ToneOptions = FAITHFUL, *, strength: float = 1.0,
-                 estimator: Callable[[np.ndarray], Estimate] = solve_direct,
-                 ) -> tuple[np.ndarray, Curve]:
-    """Restore an image end to end with the given options; returns (image, curve).
-
-    `estimator` maps the 128 x 128 network input to curve parameters (default: the exact
-    direct solver; pass `Restorer(...).estimate_input` for the CNN).
-    """
-    check_pixels(pixels)
-    base = base_for(luminance(pixels), options)
-    est = estimator(network_input(base))
-    curve = Curve(est.phi_s, est.phi_h, strength, options.highlight_scale)
-    return apply_tone_gain(pixels, gain_for(base, curve, options), options), curve

@@ -13,13 +13,14 @@ and phi = 0 is (to the gain's 1e-5 floor) a no-op.
 Per frame (4:2:0; shapes for a W x H frame, chroma planes W/2 x H/2):
 1. luminance as the method defines it, Y = 0.299 R + 0.587 G + 0.114 B on 0..255, computed at
    chroma resolution from Y' (area-downsampled), Cb and Cr with the stream's colour matrix;
-2. base layer: the self-guided filter of the method (radius 4 % of the short side, eps 800,
-   halved for chroma resolution) through `excnet.base.fast_guided_filter` (coefficients on a
-   reduced grid, applied at chroma resolution);
+2. base layer: the self-guided filter of the method (radius 4 % of the short side, halved for
+   chroma resolution; the restorer's eps: 800 faithful, 3200 by default) through
+   `excnet.base.fast_guided_filter` (coefficients on a reduced grid, applied at chroma
+   resolution);
 3. phi from `excnet.temporal.TemporalGuide` (estimate every k-th frame, smooth in time, reset on
    cuts) or a fixed curve;
-4. gain f(b)/(b + 1e-5) from a lookup table at chroma resolution, applied to Cb, Cr and, after a
-   bilinear 2x upsampling, to Y'.
+4. gain (f(b) + 1e-5)/(b + 1e-5) from a lookup table at chroma resolution, applied to Cb, Cr
+   and, after a bilinear 2x upsampling, to Y'.
 """
 
 from __future__ import annotations
@@ -444,7 +445,7 @@ def _transcode(inp, src: Path, tmp: Path, dst: Path, guide: TemporalGuide | None
                 out.flush_pending()
             frame = _writable_yuv420p(frame)
             y, u, v = _planes(frame)
-            base = fast_guided_filter(yuv_luminance(y, u, v, spec), radius,
+            base = fast_guided_filter(yuv_luminance(y, u, v, spec), radius, restorer.tone.eps,
                                       low_radius=LOW_RADIUS)
             if guide is not None:
                 step = guide.step(network_input(base), float(frame.time or 0.0))

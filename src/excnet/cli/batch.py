@@ -21,9 +21,8 @@ from ..batch import (
     run_local,
     sweep_temp_files,
 )
-from ..curve import DEFAULT_HIGHLIGHT_SCALE
 from ..manifest import DoneSet, ManifestWriter
-from .common import UsageError, add_curve_options, given_curve, print_json
+from .common import UsageError, add_curve_options, given_curve, print_json, restorer_options
 
 MANIFEST_NAME = "excnet-manifest.jsonl"
 _MAX_LISTED_FAILURES = 20
@@ -71,15 +70,6 @@ def _storage_options(items: list[str]) -> dict:
     return opts
 
 
-def _restorer_options(args: argparse.Namespace) -> dict:
-    if args.max_iters < 1:
-        raise UsageError("--max-iters must be at least 1")
-    return {"solver": args.solver, "arch": args.arch, "max_iters": args.max_iters,
-            "seed": args.seed, "strength": 1.0 if args.strength is None else args.strength,
-            "highlight_scale": DEFAULT_HIGHLIGHT_SCALE if args.highlight_scale is None
-            else args.highlight_scale}
-
-
 def _check_paths(src: str, dst: str, manifest: str | None) -> str:
     """Validate IN/OUT and return the manifest path."""
     if not is_uri(src) and not os.path.isdir(src):
@@ -103,7 +93,7 @@ def run_batch(args: argparse.Namespace) -> int:
     storage = _storage_options(args.storage_option)
     manifest = _check_paths(args.input, args.output, args.manifest)
     workers = args.workers or (None if args.engine == "ray" else default_workers())
-    config = BatchConfig(options=_restorer_options(args), curve=given_curve(args),
+    config = BatchConfig(options=restorer_options(args), curve=given_curve(args),
                          quality=args.quality, storage_options=storage,
                          threads=max(1, default_workers() // (workers or 1)))
 

@@ -8,10 +8,12 @@ import math
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
-from ..curve import DEFAULT_HIGHLIGHT_SCALE, Curve
+from ..curve import Curve
 from ..pipeline import DEFAULT_SOLVER, SOLVERS, Restorer
+from ..tone import FAITHFUL, IMPROVED, ToneOptions
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".heic", ".heif"}
 OUTPUT_TAG = ".excnet"
@@ -21,11 +23,12 @@ class UsageError(Exception):
     """A wrong combination of arguments: reported in one line, exit status 2."""
 
 
-def add_curve_options(p: argparse.ArgumentParser) -> None:
+def add_curve_options(p: argparse.ArgumentParser, default_solver: str = DEFAULT_SOLVER) -> None:
     """Options that choose the curve: estimated (solver settings) or given (manual / saved)."""
     g = p.add_argument_group("curve")
-    g.add_argument("--solver", choices=SOLVERS, default=DEFAULT_SOLVER,
-                   help=f"how phi is estimated (default {DEFAULT_SOLVER})")
+    g.add_argument("--solver", choices=SOLVERS, default=default_solver,
+                   help=f"how phi is estimated (default {default_solver}; excnet is the paper's "
+                        "CNN trained on the image, direct the exact minimiser it converges to)")
     g.add_argument("--arch", choices=("small", "reference"), default="small",
                    help="network width for --solver excnet (default small)")
     g.add_argument("--max-iters", type=int, default=1000, metavar="N",
@@ -34,8 +37,11 @@ def add_curve_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--strength", "-s", type=float, default=None,
                    help="scale both phi (default 1)")
     g.add_argument("--highlight-scale", type=float, default=None, metavar="H",
-                   help=f"fraction of phi_h applied (default {DEFAULT_HIGHLIGHT_SCALE}, as the "
-                        "reference)")
+                   help=f"fraction of phi_h applied (default {IMPROVED.highlight_scale}; "
+                        f"{FAITHFUL.highlight_scale} with --faithful, as the reference)")
+    g.add_argument("--faithful", action="store_true",
+                   help="render as the paper does (guided-filter eps 800, highlight scale 0.2, "
+                        "curve not kept monotonic) instead of our measured improvements")
     g.add_argument("--phi-s", type=float, default=None, help="use this phi_s, skip estimation")
     g.add_argument("--phi-h", type=float, default=None, help="use this phi_h, skip estimation")
     g.add_argument("--params", type=Path, default=None, metavar="FILE",
@@ -51,30 +57,36 @@ def given_curve(args: argparse.Namespace) -> Curve | None:
         if args.params is not None:
             curve = Curve.load(args.params)
         elif manual:
-            curve = Curve(args.phi_s or 0.0, args.phi_h or 0.0)
+            curve = tone_options(args).curve(args.phi_s or 0.0, args.phi_h or 0.0)
         else:
             return None
-        return Curve(curve.phi_s, curve.phi_h,
-                     curve.strength if args.strength is None else args.strength,
-                     curve.highlight_scale if args.highlight_scale is None
-                     else args.highlight_scale)
+        return replace(curve,
+                       strength=curve.strength if args.strength is None else args.strength,
+                       highlight_scale=curve.highlight_scale if args.highlight_scale is None
+                       else args.highlight_scale)
     except ValueError as exc:  # a bad file or a non-finite number
         raise UsageError(str(exc)) from None
 
 
-def make_restorer(args: argparse.Namespace) -> Restorer:
+def tone_options(args: argparse.Namespace) -> ToneOptions:
+    return FAITHFUL if args.faithful else IMPROVED
+
+
+def restorer_options(args: argparse.Namespace) -> dict:
+    """`Restorer` keyword arguments from the curve options (checked)."""
     if args.max_iters < 1:
         raise UsageError("--max-iters must be at least 1")
     for option in ("strength", "highlight_scale"):
         value = getattr(args, option)
         if value is not None and not math.isfinite(value):
             raise UsageError(f"--{option.replace('_', '-')} must be a finite number")
-    return Restorer(
-        args.solver, arch=args.arch, max_iters=args.max_iters, seed=args.seed,
-        strength=1.0 if args.strength is None else args.strength,
-        highlight_scale=DEFAULT_HIGHLIGHT_SCALE if args.highlight_scale is None
-        else args.highlight_scale,
-    )
+    return {"solver": args.solver, "arch": args.arch, "max_iters": args.max_iters,
+            "seed": args.seed, "strength": 1.0 if args.strength is None else args.strength,
+            "highlight_scale": args.highlight_scale, "tone": tone_options(args)}
+
+
+def make_restorer(args: argparse.Namespace) -> Restorer:
+    return Restorer(**restorer_options(args))
 
 
 def finite_or_none(v: float | None) -> float | None:

@@ -54,11 +54,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         "up to --max-iters)")
     p.add_argument("--overwrite", action="store_true", help="allow OUT to replace INPUT")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
-    add_curve_options(p)
-    for action in p._actions:
-        if action.dest == "solver":  # the network is too slow per frame for a default
-            action.default = VIDEO_SOLVER
-            action.help = f"how phi is estimated (default {VIDEO_SOLVER} for video)"
+    add_curve_options(p, default_solver=VIDEO_SOLVER)
     p.set_defaults(run=run_video)
 
 

@@ -37,9 +37,10 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..curve import DEFAULT_HIGHLIGHT_SCALE, Curve
+from ..curve import Curve
 from ..imageio import FORMATS, ImageError, ImageFile, decode_image, encode_image
 from ..pipeline import DEFAULT_SOLVER, SOLVERS, Restorer
+from ..tone import IMPROVED
 from .workers import RestorerFactory, WorkerPool
 
 API = "/api/v1"
@@ -172,10 +173,11 @@ class Job:
 
     def curve_with_controls(self, phi_s: float, phi_h: float, base: Curve | None = None) -> Curve:
         """Curve with this request's strength / highlight scale over `base`'s (or the defaults)."""
-        s0 = base.strength if base else 1.0
-        h0 = base.highlight_scale if base else DEFAULT_HIGHLIGHT_SCALE
-        return Curve(phi_s, phi_h, s0 if self.strength is None else self.strength,
-                     h0 if self.highlight_scale is None else self.highlight_scale)
+        base = base or IMPROVED.curve(phi_s, phi_h)
+        return replace(base, phi_s=phi_s, phi_h=phi_h,
+                       strength=base.strength if self.strength is None else self.strength,
+                       highlight_scale=base.highlight_scale if self.highlight_scale is None
+                       else self.highlight_scale)
 
 
 def _decode(job: Job, settings: Settings) -> ImageFile:
@@ -319,7 +321,7 @@ def _given_curve(params: str | None, phi_s: float | None, phi_h: float | None) -
                 raise ValueError("params must be a JSON object")
             return Curve.from_dict(data)
         if manual:
-            return Curve(phi_s or 0.0, phi_h or 0.0)
+            return IMPROVED.curve(phi_s or 0.0, phi_h or 0.0)
     except (ValueError, json.JSONDecodeError) as exc:
         raise ApiError(422, "bad_request", f"bad curve parameters: {exc}") from None
     return None
@@ -359,7 +361,7 @@ SolverField = Annotated[Literal["excnet", "direct"] | None,
                         Form(description="how phi is estimated (default: the server's)")]
 StrengthField = Annotated[float | None, Form(description="strength s: scales both phi (1)")]
 HighlightField = Annotated[float | None, Form(
-    description=f"highlight scale h: fraction of phi_h applied ({DEFAULT_HIGHLIGHT_SCALE})")]
+    description=f"highlight scale h: fraction of phi_h applied ({IMPROVED.highlight_scale})")]
 PhiField = Annotated[float | None, Form(description="use this phi, skip estimation")]
 ParamsField = Annotated[str | None, Form(
     description="a saved curve as JSON (Curve.to_dict(), as `excnet estimate --save` writes)")]
@@ -484,7 +486,7 @@ def create_app(settings: Settings | None = None,
                 "limits": {"max_upload_bytes": settings.max_upload_bytes,
                            "max_pixels": settings.max_pixels},
                 "solvers": list(SOLVERS), "default_solver": settings.solver,
-                "default_highlight_scale": DEFAULT_HIGHLIGHT_SCALE}
+                "default_highlight_scale": IMPROVED.highlight_scale}
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

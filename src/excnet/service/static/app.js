@@ -1,7 +1,7 @@
 // The excnet page: upload once, then retune the curve on a preview without a round trip.
 // The server returns a downscaled preview and the base layer of the photo; the gain
-// f(b)/(b + 1e-5) of the curve f(x; s*phi_s, h*s*phi_h) is applied here, per pixel, exactly
-// as the pipeline does. The full-resolution download applies the chosen curve on the server.
+// (f(b) + 1e-5)/(b + 1e-5) of the curve f(x; s*phi_s, h*s*phi_h) (scaled down to stay
+// monotonic when the curve says so) is applied here, per pixel, exactly as the pipeline does. The full-resolution download applies the chosen curve on the server.
 "use strict";
 
 const API = "/api/v1";
@@ -15,6 +15,25 @@ function fDelta(x) {
 function sCurve(x, phiS, phiH) {
   return x + phiS * fDelta(x) - phiH * fDelta(1 - x);
 }
+// excnet/curve.py monotonic_limit: the largest t*(phiS, phiH), t <= 1, with f' >= 0 on [0, 1].
+const SLOPE_N = 4097;
+const SLOPE = (() => {
+  const x = (i) => i / (SLOPE_N - 1);
+  const d = new Float64Array(SLOPE_N);
+  for (let i = 0; i < SLOPE_N; i++) {  // np.gradient: one-sided at the ends, central inside
+    const lo = Math.max(i - 1, 0), hi = Math.min(i + 1, SLOPE_N - 1);
+    d[i] = (fDelta(x(hi)) - fDelta(x(lo))) / (x(hi) - x(lo));
+  }
+  return d;
+})();
+function monotonicLimit(phiS, phiH) {
+  let worst = -Infinity;
+  for (let i = 0; i < SLOPE_N; i++) {
+    worst = Math.max(worst, -(phiS * SLOPE[i] + phiH * SLOPE[SLOPE_N - 1 - i]));
+  }
+  const t = worst <= 1 ? 1 : 1 / worst;
+  return [t * phiS, t * phiH];
+}
 
 const state = { file: null, estimate: null, source: null, base: null, limits: null };
 
@@ -24,11 +43,13 @@ function controls() {
     phi_h: Number($("phi-h").value),
     strength: Number($("strength").value),
     highlight_scale: Number($("highlight").value),
+    monotonic: state.estimate ? Boolean(state.estimate.curve.monotonic) : true,
   };
 }
 
 function applied(c) {
-  return [c.strength * c.phi_s, c.highlight_scale * c.strength * c.phi_h];
+  const a = [c.strength * c.phi_s, c.highlight_scale * c.strength * c.phi_h];
+  return c.monotonic ? monotonicLimit(a[0], a[1]) : a;
 }
 
 function showError(message) {
@@ -145,7 +166,7 @@ function renderPreview(c) {
   const gain = new Float64Array(256);
   for (let v = 0; v < 256; v++) {
     const b = v / 255;
-    gain[v] = sCurve(b, aS, aH) / (b + 1e-5);
+    gain[v] = (sCurve(b, aS, aH) + 1e-5) / (b + 1e-5);
   }
   const src = state.source.data;
   const out = new ImageData(state.source.width, state.source.height);
@@ -215,7 +236,8 @@ async function download() {
   setStatus("Restoring the full-resolution photo…");
   const form = new FormData();
   form.append("file", state.file);
-  for (const [k, v] of Object.entries(controls())) form.append(k, String(v));
+  const { monotonic, ...fields } = controls(); // the server renders its curves the same way
+  for (const [k, v] of Object.entries(fields)) form.append(k, String(v));
   try {
     const r = await fetch(`${API}/apply`, { method: "POST", body: form });
     if (!r.ok) {
