@@ -15,7 +15,6 @@ undetermined) and moves nothing else measurably.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -184,26 +183,25 @@ class NetworkSolver:
         lr, previous = self.lr, None
         converged = False
         it = 0
-        with _deterministic():
-            for it in range(1, self.max_iters + 1):
-                phi = self.net(xt)[0]
-                phi.retain_grad()
-                loss = block_energy(b, b + phi[0] * a - phi[1] * h)[0]
-                loss = loss + self.ridge * phi.pow(2).sum()
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                grad = phi.grad.detach().clone()
-                if previous is not None:
-                    lr = lr * 0.5 if float(grad @ previous) < 0 else min(lr * 1.05, self.lr)
-                    self._set_lr(lr)
-                previous = grad
-                self.optimizer.step()
-                history[it - 1] = phi.detach().numpy()
-                if it >= self.window:
-                    recent = history[it - self.window: it]
-                    if np.all(recent.max(0) - recent.min(0) < self.tol):
-                        converged = True
-                        break
+        for it in range(1, self.max_iters + 1):
+            phi = self.net(xt)[0]
+            phi.retain_grad()
+            loss = block_energy(b, b + phi[0] * a - phi[1] * h)[0]
+            loss = loss + self.ridge * phi.pow(2).sum()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad = phi.grad.detach().clone()
+            if previous is not None:
+                lr = lr * 0.5 if float(grad @ previous) < 0 else min(lr * 1.05, self.lr)
+                self._set_lr(lr)
+            previous = grad
+            self.optimizer.step()
+            history[it - 1] = phi.detach().numpy()
+            if it >= self.window:
+                recent = history[it - self.window: it]
+                if np.all(recent.max(0) - recent.min(0) < self.tol):
+                    converged = True
+                    break
         self._set_lr(self.lr)
         self.images_seen += 1
         phi_s, phi_h = self.predict(x)
@@ -213,13 +211,3 @@ class NetworkSolver:
 
 def _as_batch(x: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None]
-
-
-@contextlib.contextmanager
-def _deterministic():
-    previous = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous)
