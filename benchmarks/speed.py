@@ -187,7 +187,7 @@ def main() -> int:
             rows.append(exact_row)
             if not args.no_reference:
                 ref = Restorer("excnet", arch="reference", init="reference", max_iters=1000,
-                               tol=0.0, exact=True)
+                               tol=0.0, exact=True, faithful=True)
                 ref_row, _ = time_in_process(path, ref, "reference recipe (1000 it)")
                 rows.append(ref_row)
                 baseline = ref_row["total"]
