@@ -182,7 +182,7 @@ def _finite_or_none(v: float | None) -> float | None:
     return None if v is None or not math.isfinite(v) else v
 
 
-def _naming(src: str, message: str) -> str:
+def error_naming(src: str, message: str) -> str:
     """The message with the full source path in front (imageio names only the file)."""
     name = src.rsplit("/", 1)[-1].rsplit(os.sep, 1)[-1]
     if message.startswith(f"{name}:"):
@@ -208,7 +208,7 @@ def restore_file(restorer: Restorer, src: str | os.PathLike[str], dst: str | os.
         write_file(dst, res.image, img, quality, overwrite, storage_options)
         t3 = time.perf_counter()
     except (ImageError, ValueError, OSError) as exc:
-        rec["error"] = _naming(src, str(exc))
+        rec["error"] = error_naming(src, str(exc))
         return rec
     rec.update(status="ok", phi_s=res.curve.phi_s, phi_h=res.curve.phi_h,
                iterations=res.iterations, loss=_finite_or_none(res.loss),

@@ -5,32 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .. import __version__
+from . import batch, restore, serve, video
 from .common import UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import restore
-
     parser = argparse.ArgumentParser(
         prog="excnet", description="Zero-shot restoration of back-lit photos and videos.")
-    parser.add_argument("--version", action="version", version=f"excnet {_version()}")
+    parser.add_argument("--version", action="version", version=f"excnet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    restore.add_parsers(sub)
-    for name in ("video", "serve", "batch"):
-        try:
-            module = __import__(f"excnet.cli.{name}", fromlist=["add_parsers"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"excnet.cli.{name}":
-                raise
-            continue
-        module.add_parsers(sub)
+    for command in (restore, video, serve, batch):
+        command.add_parsers(sub)
     return parser
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__
 
 
 def main(argv: list[str] | None = None) -> int:

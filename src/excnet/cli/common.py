@@ -89,10 +89,6 @@ def make_restorer(args: argparse.Namespace) -> Restorer:
     return Restorer(**restorer_options(args))
 
 
-def finite_or_none(v: float | None) -> float | None:
-    return None if v is None or not math.isfinite(v) else v
-
-
 def print_json(record: dict) -> None:
     sys.stdout.write(json.dumps(record, allow_nan=False) + "\n")
     sys.stdout.flush()

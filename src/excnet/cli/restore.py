@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..batch import _naming, new_record, restore_file
+from ..batch import error_naming, new_record, restore_file
 from ..curve import Curve
 from ..imageio import ImageError, read_image
 from ..pipeline import Restorer
@@ -152,7 +152,7 @@ def run_estimate(args: argparse.Namespace) -> int:
                 img = read_image(src)
                 est, _ = restorer.estimate(img.pixels)
             except (ImageError, ValueError, OSError) as exc:
-                rec["error"] = _naming(str(src), str(exc))
+                rec["error"] = error_naming(str(src), str(exc))
                 failures.append(rec["error"])
                 print(f"excnet: {rec['error']}", file=sys.stderr)
             else:
