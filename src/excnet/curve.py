@@ -44,9 +44,11 @@ class Curve:
     """Estimated curve parameters plus the user's controls.
 
     The applied curve is f(x; s * phi_s, h * s * phi_h) with strength s and highlight scale h,
-    everywhere: CLI, API, service and plots. With `monotonic`, both applied parameters are
-    scaled down together just enough that f never decreases (`monotonic_limit`); a large phi_s
-    otherwise makes f dip after its shadow bump and reverses the order of tones.
+    everywhere: CLI, API, service and plots. With `monotonic` (our default rendering), a
+    negative applied phi_h is taken as 0 (it would lift the highlights of a back-lit photo, and
+    it would couple the shadow lift to the poorly determined phi_h of dark frames), then both
+    are scaled down together just enough that f never decreases (`monotonic_limit`); a large
+    phi_s otherwise makes f dip after its shadow bump and reverses the order of tones.
     `Curve(...).save(path)` writes the JSON that `excnet restore --params` reads back.
     """
 
@@ -66,7 +68,9 @@ class Curve:
         """(phi_s, phi_h) as actually applied to the image."""
         s = self.strength
         applied = s * self.phi_s, self.highlight_scale * s * self.phi_h
-        return monotonic_limit(*applied) if self.monotonic else applied
+        if not self.monotonic:
+            return applied
+        return monotonic_limit(applied[0], max(applied[1], 0.0))
 
     def __call__(self, x: Array) -> Array:
         a_s, a_h = self.applied

@@ -13,8 +13,9 @@ luminance gain f(b)/b and clips each channel. The alternatives, each one named f
   enough to fit, instead of clipping channels one by one (which shifts hue toward yellow,
   cyan or magenta).
 * monotonic "scale" / "envelope": keep f increasing (large phi_s makes it dip after its
-  shadow bump, which reverses the order of tones): shrink phi toward 0 until it is, or use
-  the running maximum of f.
+  shadow bump, which reverses the order of tones): drop a negative phi_h (it would lift the
+  highlights) and shrink phi toward 0 until f increases (`Curve.monotonic`), or use the
+  running maximum of f.
 * highlight_scale, radius_fraction, eps: the method's constants (0.2, 0.04, 800).
 
 Pure functions on arrays; float colour arrays are (H, W, 3) on the [0, 1] scale.

@@ -49,7 +49,7 @@ function controls() {
 
 function applied(c) {
   const a = [c.strength * c.phi_s, c.highlight_scale * c.strength * c.phi_h];
-  return c.monotonic ? monotonicLimit(a[0], a[1]) : a;
+  return c.monotonic ? monotonicLimit(a[0], Math.max(a[1], 0)) : a;
 }
 
 function showError(message) {
