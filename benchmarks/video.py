@@ -33,7 +33,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from excnet import Curve, Restorer
+from excnet import Restorer
 from excnet.video import restore_video
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,7 +110,7 @@ def main() -> None:
                 runs["g"].append(s.fps)
                 guided_phi[w] = np.array(s.phi)
                 runs["i"].append(restore_video(src, d / f"i{w}.mp4", guided=False).fps)
-                fixed = Curve(*np.median(guided_phi[w], axis=0))
+                fixed = Restorer().curve_for(*np.median(guided_phi[w], axis=0))
                 runs["f"].append(restore_video(src, d / f"f{w}.mp4", curve=fixed).fps)
             m = {k: statistics.median(v) for k, v in runs.items()}
             print(f"{w}x{h:<5} {m['pass']:12.1f} {m['g']:8.1f} {m['i']:12.1f} {m['f']:8.1f} "
