@@ -83,7 +83,8 @@ def main() -> int:
     if not args.no_reference:
         agreement(names[:2], xs[:2], "reference")
     print("\nwarm start, mean iterations per image (small network):")
-    warm_start("related: 10 frames of a 4 px pan", [net_input(f) for f in pan()])
+    for step in (2, 4):
+        warm_start(f"related: 10 frames of a {step} px pan", [net_input(f) for f in pan(step=step)])
     warm_start("unrelated: the sample photos", xs)
     return 0
 
