@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 
 def make_backlit(h: int = 192, w: int = 256, seed: int = 0, dtype=np.uint8,
@@ -29,3 +30,14 @@ def make_backlit(h: int = 192, w: int = 256, seed: int = 0, dtype=np.uint8,
 @pytest.fixture
 def backlit() -> np.ndarray:
     return make_backlit()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module that trains the small network: it gains nothing from
+    more, and on a busy 2-core machine two spinning threads per process slow it down tenfold.
+    (Bit-for-bit determinism also needs a fixed count.)"""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

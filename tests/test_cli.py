@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from conftest import make_backlit
 
 import excnet
@@ -27,13 +26,7 @@ RECORD_KEYS = {"input", "output", "status", "error", "phi_s", "phi_h", "iteratio
 SECONDS_KEYS = {"decode", "base", "estimate", "apply", "encode", "total"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Fast and steady on a busy 2-core machine (see test_solvers)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def cli(capsys, *argv: str | Path) -> tuple[int, str, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from conftest import make_backlit
 
 import excnet
@@ -13,15 +12,7 @@ from excnet.base import base_layer
 from excnet.colour import apply_gain, luminance
 from excnet.pipeline import gain_map
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """The small network gains nothing from more threads, and on a busy 2-core machine two
-    spinning threads per process slow it down tenfold. (Determinism needs a fixed count.)"""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def with_alpha(colour: np.ndarray, seed: int = 0) -> np.ndarray:

@@ -23,14 +23,7 @@ SCENES = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """The small network gains nothing from more threads, and on a busy 2-core machine two
-    spinning threads per process slow it down tenfold. (Determinism needs a fixed count.)"""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def net_input(image: np.ndarray) -> np.ndarray:

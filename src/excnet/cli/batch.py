@@ -7,8 +7,6 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from ..batch import (
     BatchConfig,
@@ -22,7 +20,14 @@ from ..batch import (
     sweep_temp_files,
 )
 from ..manifest import DoneSet, ManifestWriter
-from .common import UsageError, add_curve_options, given_curve, print_json, restorer_options
+from .common import (
+    UsageError,
+    add_curve_options,
+    given_curve,
+    print_json,
+    progress,
+    restorer_options,
+)
 
 MANIFEST_NAME = "excnet-manifest.jsonl"
 _MAX_LISTED_FAILURES = 20
@@ -120,7 +125,8 @@ def run_batch(args: argparse.Namespace) -> int:
     failures: list[str] = []
     ok = 0
     start = time.monotonic()
-    with ManifestWriter(manifest) as writer, _progress(todo, not args.json) as advance:
+    bar = progress(todo, not args.json, label="batch")
+    with ManifestWriter(manifest) as writer, bar as advance:
         try:
             for rec in records:
                 writer.write(rec)
@@ -158,30 +164,3 @@ def _summary(total: int, skipped: int, ok: int, failures: list[str], seconds: fl
               "re-run to retry them", file=sys.stderr)
     return 1 if failures else 0
 
-
-@contextmanager
-def _progress(total: int, enabled: bool) -> Iterator:
-    """Files done, rate and ETA on stderr when it is a terminal; a no-op otherwise."""
-    if not enabled or not sys.stderr.isatty():
-        yield lambda: None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    class Rate(ProgressColumn):
-        def render(self, task) -> Text:
-            return Text("" if task.speed is None else f"{task.speed:.2f} img/s")
-
-    with Progress(TextColumn("batch"), BarColumn(), MofNCompleteColumn(), Rate(),
-                  TimeRemainingColumn(), console=Console(stderr=True),
-                  transient=True) as bar:
-        task = bar.add_task("batch", total=total)
-        yield lambda: bar.advance(task)

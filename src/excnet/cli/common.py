@@ -113,8 +113,9 @@ def find_images(paths: Iterable[Path], skip_outputs: bool) -> Iterator[tuple[Pat
 
 
 @contextmanager
-def progress(total: int, enabled: bool, label: str = "restoring"):
-    """A progress bar on stderr when it is a terminal; a no-op advance function otherwise."""
+def progress(total: int, enabled: bool, label: str = "restoring") -> Iterator:
+    """Done/total, rate and ETA on stderr when it is a terminal; yields the advance function
+    (a no-op when there is no bar)."""
     if not enabled or not sys.stderr.isatty():
         yield lambda: None
         return
@@ -123,11 +124,17 @@ def progress(total: int, enabled: bool, label: str = "restoring"):
         BarColumn,
         MofNCompleteColumn,
         Progress,
+        ProgressColumn,
         TextColumn,
         TimeRemainingColumn,
     )
+    from rich.text import Text
 
-    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
+    class Rate(ProgressColumn):
+        def render(self, task) -> Text:
+            return Text("" if task.speed is None else f"{task.speed:.2f}/s")
+
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), Rate(),
+                  TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(label, total=total)
         yield lambda: bar.advance(task)
