@@ -8,7 +8,7 @@ can hold the codec, otherwise re-encoded (AAC, or Opus where AAC cannot go).
 Why YUV planes: the restoration multiplies R, G and B by the same per-pixel gain, and Y'CbCr is
 linear in R'G'B', so the gain scales Y' - black and the chroma offsets Cb - 128, Cr - 128 by the
 same ratio. No RGB conversion is needed, the stream's own matrix and range are kept exactly,
-and phi = 0 is (to the gain's 1e-5 floor) a no-op.
+and phi = 0 is a no-op (the gain of the identity curve is exactly 1).
 
 Per frame (4:2:0; shapes for a W x H frame, chroma planes W/2 x H/2):
 1. luminance as the method defines it, Y = 0.299 R + 0.587 G + 0.114 B on 0..255, computed at
