@@ -104,6 +104,7 @@ class Curve:
 
 
 _SLOPE_GRID = np.linspace(0.0, 1.0, 4097)
+_DELTA_SLOPE = np.gradient(f_delta(_SLOPE_GRID), _SLOPE_GRID)  # f_delta' on the grid
 
 
 def monotonic_limit(phi_s: float, phi_h: float) -> tuple[float, float]:
@@ -112,8 +113,7 @@ def monotonic_limit(phi_s: float, phi_h: float) -> tuple[float, float]:
     f'(x) = 1 + phi_s * fd'(x) + phi_h * fd'(1 - x) is linear in phi, so along the ray the
     first x where f' reaches 0 gives t in closed form (on a 4097-point grid).
     """
-    x = _SLOPE_GRID
-    d = np.gradient(f_delta(x), x)
+    d = _DELTA_SLOPE
     worst = float(-(phi_s * d + phi_h * d[::-1]).min())  # most negative f'(x) - 1
     t = 1.0 if worst <= 1.0 else 1.0 / worst
     return t * phi_s, t * phi_h
