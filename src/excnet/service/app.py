@@ -19,10 +19,12 @@ held in memory only; nothing is written to disk.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import math
 import re
+import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -41,7 +43,20 @@ from ..curve import Curve
 from ..imageio import FORMATS, ImageError, ImageFile, decode_image, encode_image
 from ..pipeline import DEFAULT_SOLVER, SOLVERS, Restorer
 from ..tone import IMPROVED
-from .workers import RestorerFactory, WorkerPool
+from . import context
+from .auth import BearerAuth, Tokens
+from .errors import ApiError, DecodeError, error_response
+from .logs import RequestLog
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import Metrics
+from .workers import (
+    CLIENT_GONE,
+    SHUTTING_DOWN,
+    Cancelled,
+    JobTiming,
+    RestorerFactory,
+    WorkerPool,
+)
 
 API = "/api/v1"
 STATIC = Path(__file__).parent / "static"
@@ -51,6 +66,14 @@ SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "WEBP": ".webp", "HEI
 FORMAT_NAMES = {**{f: f for f in FORMATS}, "JPG": "JPEG", "TIF": "TIFF", "HEIF": "HEIC"}
 # Multipart framing and the small form fields around the file.
 FORM_OVERHEAD = 64 * 1024
+WORK_ENDPOINTS = ("restore", "estimate", "apply")
+METRICS = "/metrics"
+#: API paths that need no token: liveness, readiness and the schema the docs page reads.
+OPEN_PATHS = frozenset(f"{API}/{p}" for p in ("health", "ready", "openapi.json"))
+#: Metric labels: these paths as they are, everything else as "other" (bounded cardinality).
+ENDPOINTS = frozenset({*(f"{API}/{p}" for p in WORK_ENDPOINTS), *OPEN_PATHS, METRICS, "/"})
+#: Status of a request whose job was cancelled, by reason.
+CANCELLED_STATUS = {CLIENT_GONE[0]: 499, SHUTTING_DOWN[0]: 503}
 
 
 @dataclass(frozen=True)
@@ -65,23 +88,15 @@ class Settings:
     arch: str = "small"
     max_iters: int = 1000
     seed: int = 0
+    #: Seconds an upload may take to arrive (then 408): stalled clients do not hold a slot.
+    request_timeout: float = 60.0
+    #: Bearer tokens for /api/v1 (empty: no authentication).
+    tokens: Tokens = Tokens()
+    #: Bearer tokens for /metrics (None: the API tokens).
+    metrics_tokens: Tokens | None = None
 
     def restorer(self, solver: str) -> Restorer:
         return Restorer(solver, arch=self.arch, max_iters=self.max_iters, seed=self.seed)
-
-
-class ApiError(Exception):
-    """A refusal: HTTP status, a short machine code and a plain-words message."""
-
-    def __init__(self, status: int, code: str, message: str,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers
-
-
-def error_response(status: int, code: str, message: str,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
 
 
 # --------------------------------------------------------------------------- admission
@@ -90,12 +105,16 @@ def error_response(status: int, code: str, message: str,
 class Admission:
     """ASGI middleware for the work endpoints: body size limit first, then a pool slot.
 
-    The body is read here (at most `max_body` bytes) while holding the slot, so that neither
-    oversized nor surplus uploads ever reach memory beyond the pool's bound.
+    The body is read here (at most `max_body` bytes, within `request_timeout` seconds, else
+    408) while holding the slot, so that neither oversized, surplus nor stalled uploads hold
+    memory or a slot beyond the pool's bound. Then it watches the connection: a client that
+    goes away cancels its job (see `WorkerPool.run`), which frees the worker.
     """
 
-    def __init__(self, app, pool: WorkerPool, max_body: int, paths: frozenset[str]) -> None:
+    def __init__(self, app, pool: WorkerPool, max_body: int, paths: frozenset[str],
+                 request_timeout: float) -> None:
         self.app, self.pool, self.max_body, self.paths = app, pool, max_body, paths
+        self.request_timeout = request_timeout
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths or scope["method"] != "POST":
@@ -106,26 +125,36 @@ class Admission:
             await self._too_large(scope, receive, send)
             return
         if not self.pool.try_admit():
-            retry = str(self.pool.retry_after())
-            await error_response(
-                503, "busy", f"the server is busy; try again in {retry} s",
-                {"Retry-After": retry})(scope, receive, send)
+            await self._refuse(scope, receive, send)
             return
+        watcher = None
         try:
-            body = await self._read_body(receive)
+            try:
+                async with asyncio.timeout(self.request_timeout):
+                    body = await self._read_body(receive)
+            except TimeoutError:
+                await error_response(
+                    408, "timeout", f"the upload did not arrive within {self.request_timeout:g} s",
+                    {"Connection": "close"})(scope, receive, send)
+                return
             if body is None:
                 await self._too_large(scope, receive, send)
+            elif body is GONE:
+                await error_response(499, CLIENT_GONE[0], CLIENT_GONE[1])(scope, receive, send)
             else:
-                await self.app(scope, _replay(body, receive), send)
+                watcher = asyncio.ensure_future(_watch(receive))
+                await self.app(scope, _replay(body, watcher), send)
         finally:
+            if watcher is not None:
+                watcher.cancel()
             self.pool.release()
 
-    async def _read_body(self, receive) -> bytes | None:
+    async def _read_body(self, receive) -> bytes | object | None:
         chunks, size = [], 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                return b""
+                return GONE
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
@@ -134,6 +163,16 @@ class Admission:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
+    async def _refuse(self, scope, receive, send) -> None:
+        if self.pool.draining:
+            response = error_response(503, SHUTTING_DOWN[0], SHUTTING_DOWN[1],
+                                      {"Connection": "close"})
+        else:
+            retry = str(self.pool.retry_after())
+            response = error_response(503, "busy", f"the server is busy; try again in {retry} s",
+                                      {"Retry-After": retry})
+        await response(scope, receive, send)
+
     async def _too_large(self, scope, receive, send) -> None:
         limit = self.max_body - FORM_OVERHEAD
         await error_response(
@@ -141,13 +180,27 @@ class Admission:
             {"Connection": "close"})(scope, receive, send)
 
 
-def _replay(body: bytes, receive):
+#: What `Admission._read_body` returns when the client went away mid-upload.
+GONE = object()
+
+
+async def _watch(receive) -> dict:
+    """Wait for the next message (the disconnect); cancel the current request's job on it."""
+    message = await receive()
+    request = context.current()
+    if message["type"] == "http.disconnect" and request is not None:
+        request.cancel.cancel(*CLIENT_GONE)
+    return message
+
+
+def _replay(body: bytes, watcher: asyncio.Future):
+    """The receive channel the app sees: the body read already, then what `watcher` got."""
     sent = False
 
     async def replay():
         nonlocal sent
         if sent:
-            return await receive()
+            return await asyncio.shield(watcher)
         sent = True
         return {"type": "http.request", "body": body, "more_body": False}
 
@@ -188,22 +241,28 @@ def _decode(job: Job, settings: Settings) -> ImageFile:
         raise _image_error(str(exc)) from None
 
 
-def _image_error(message: str) -> ApiError:
+def _image_error(message: str) -> DecodeError:
     """Map a decoder message to a status: too big 413, not a supported image 415, else 422."""
     if "exceeds the" in message:
         code = "too_many_pixels" if "pixels" in message else "too_large"
-        return ApiError(413, code, message)
+        return DecodeError(413, code, message)
     if "not an image" in message or "unsupported image format" in message:
-        return ApiError(415, "unsupported_type",
-                        f"{message}. Supported: {', '.join(FORMATS)}")
+        return DecodeError(415, "unsupported_type",
+                           f"{message}. Supported: {', '.join(FORMATS)}")
     if "file is empty" in message:
-        return ApiError(400, "empty_file", message)
-    return ApiError(422, "bad_image", message)
+        return DecodeError(400, "empty_file", message)
+    return DecodeError(422, "bad_image", message)
 
 
 def restore_job(pool: WorkerPool, settings: Settings, job: Job) -> dict:
-    """Decode, restore (estimating unless a curve is given) and encode: runs on a worker."""
+    """Decode, restore (estimating unless a curve is given) and encode: runs on a worker.
+
+    Between the stages it checks whether the request was cancelled (`pool.checkpoint`).
+    """
+    t0 = time.perf_counter()
     img = _decode(job, settings)
+    decoded = time.perf_counter()
+    pool.checkpoint()
     restorer = pool.restorer(job.solver)
     if job.given is not None:
         res = restorer.restore(img.pixels, job.given)
@@ -212,19 +271,25 @@ def restore_job(pool: WorkerPool, settings: Settings, job: Job) -> dict:
         curve = job.curve_with_controls(0.0, 0.0)
         restorer.strength, restorer.highlight_scale = curve.strength, curve.highlight_scale
         res = restorer.restore(img.pixels)
+    pool.checkpoint()
     fmt = job.format or img.format
+    t1 = time.perf_counter()
     try:
         body = encode_image(res.image, fmt, like=img, quality=job.quality)
     except ImageError as exc:
         raise ApiError(422, "cannot_encode", f"{job.name}: {exc}") from None
+    stages = {"decode": decoded - t0, **res.seconds, "encode": time.perf_counter() - t1}
     return {"body": body, "format": fmt, "curve": res.curve, "iterations": res.iterations,
             "loss": res.loss, "converged": res.converged, "width": img.width,
-            "height": img.height, "seconds": res.seconds}
+            "height": img.height, "seconds": res.seconds, "stages": stages}
 
 
 def estimate_job(pool: WorkerPool, settings: Settings, job: Job) -> dict:
     """Decode and estimate phi; with job.preview, also a preview and its base layer."""
+    t0 = time.perf_counter()
     img = _decode(job, settings)
+    decoded = time.perf_counter()
+    pool.checkpoint()
     est, base = pool.restorer(job.solver).estimate(img.pixels)
     curve = job.curve_with_controls(est.phi_s, est.phi_h)
     out = {"name": job.name, "width": img.width, "height": img.height, "format": img.format,
@@ -232,7 +297,9 @@ def estimate_job(pool: WorkerPool, settings: Settings, job: Job) -> dict:
            "iterations": est.iterations, "loss": _finite(est.loss),
            "converged": est.converged, "seconds": est.seconds, "preview": None}
     if job.preview:
+        pool.checkpoint()
         out["preview"] = preview(img.pixels, base, job.preview)
+    out["stages"] = {"decode": decoded - t0, "estimate": time.perf_counter() - decoded}
     return out
 
 
@@ -372,6 +439,13 @@ ResponseQuery = Annotated[Literal["image", "json"], Query(
     description="image: the file, curve in X-Excnet-* headers; json: all as JSON, base64 image")]
 
 
+def _endpoint(path: str) -> str:
+    """The metrics label of a request path."""
+    if path in ENDPOINTS:
+        return path
+    return "/static" if path.startswith("/static/") else "other"
+
+
 def create_app(settings: Settings | None = None,
                make_restorer: RestorerFactory | None = None) -> FastAPI:
     """Build the app. `make_restorer(solver)` builds each worker's warm restorer."""
@@ -391,10 +465,19 @@ def create_app(settings: Settings | None = None,
                     "f(x; s*phi_s, h*s*phi_h); its JSON is the file `excnet restore --params` "
                     "reads.",
         docs_url="/api/docs", redoc_url=None, openapi_url=f"{API}/openapi.json")
-    app.state.pool, app.state.settings = pool, settings
+    metrics = Metrics(pool)
+    app.state.pool, app.state.settings, app.state.metrics = pool, settings, metrics
+    # Outermost last: the request log sees everything, auth runs before any upload is read.
     app.add_middleware(Admission, pool=pool,
                        max_body=settings.max_upload_bytes + FORM_OVERHEAD,
-                       paths=frozenset(f"{API}/{p}" for p in ("restore", "estimate", "apply")))
+                       paths=frozenset(f"{API}/{p}" for p in WORK_ENDPOINTS),
+                       request_timeout=settings.request_timeout)
+    app.add_middleware(BearerAuth, api=settings.tokens,
+                       metrics=settings.tokens if settings.metrics_tokens is None
+                       else settings.metrics_tokens,
+                       api_prefix=f"{API}/", metrics_path=METRICS, open_paths=OPEN_PATHS)
+    app.add_middleware(RequestLog,
+                       observe=lambda r: metrics.observe_request(_endpoint(r.path), r))
 
     @app.exception_handler(ApiError)
     async def _api_error(_request, exc: ApiError) -> JSONResponse:
@@ -421,10 +504,36 @@ def create_app(settings: Settings | None = None,
         return Job(data, name, solver or settings.solver, **fields)
 
     async def run(fn, j: Job) -> dict:
+        """Run a job on the pool; note its stages, size and phi for the log and metrics."""
+        request = context.current()
+        timing = JobTiming()
         try:
-            return await pool.run(fn, pool, settings, j)
+            result = await pool.run(fn, pool, settings, j, timing=timing,
+                                    token=request.cancel if request else None)
+        except DecodeError as exc:
+            metrics.decode_errors.labels(exc.code).inc()
+            raise
+        except Cancelled as exc:
+            raise ApiError(CANCELLED_STATUS[exc.code], exc.code, exc.reason,
+                           {"Connection": "close"}) from None
         except ValueError as exc:
             raise ApiError(422, "bad_request", f"{j.name}: {exc}") from None
+        finally:
+            if timing.work:
+                endpoint = _endpoint(request.path) if request else "other"
+                metrics.observe_job(endpoint, timing)
+                if request:
+                    request.stages["queue"] = timing.queued
+        megapixels = result["width"] * result["height"] / 1e6
+        curve = result["curve"]
+        phi = (curve.phi_s, curve.phi_h) if isinstance(curve, Curve) else (
+            curve["phi_s"], curve["phi_h"])
+        if request:
+            request.stages.update(result.pop("stages", {}))
+            request.megapixels, request.phi = megapixels, phi
+        if fn is restore_job:
+            metrics.restored(megapixels)
+        return result
 
     @app.post(f"{API}/restore", tags=["restore"], summary="Restore an uploaded photo",
               response_class=Response,
@@ -480,13 +589,24 @@ def create_app(settings: Settings | None = None,
                 highlight_scale=_control("highlight_scale", highlight_scale), preview=preview)
         return await run(estimate_job, j)
 
-    @app.get(f"{API}/health", tags=["service"], summary="Service status and limits")
+    @app.get(f"{API}/health", tags=["service"], summary="Liveness, status and limits (open)")
     async def health() -> dict:
         return {"status": "ok", "version": __version__, "pool": pool.stats(),
+                "auth": bool(settings.tokens),
                 "limits": {"max_upload_bytes": settings.max_upload_bytes,
                            "max_pixels": settings.max_pixels},
                 "solvers": list(SOLVERS), "default_solver": settings.solver,
                 "default_highlight_scale": IMPROVED.highlight_scale}
+
+    @app.get(f"{API}/ready", tags=["service"], summary="Readiness: 503 while shutting down (open)")
+    async def ready() -> JSONResponse:
+        if pool.draining:
+            return error_response(503, SHUTTING_DOWN[0], SHUTTING_DOWN[1])
+        return JSONResponse({"status": "ready"})
+
+    @app.get(METRICS, include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
