@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import socket
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,33 +22,43 @@ from excnet.curve import s_curve
 from excnet.imageio import decode_image, encode_image
 from excnet.pipeline import gain_map
 from excnet.service import Settings, create_app
+from excnet.service.auth import Tokens
 from excnet.tone import IMPROVED
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 LIMIT = 1_500_000
+TOKEN = "page-token-0123456789"
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason="needs Debian's chromium (apt-get install chromium)")
 
 
-@pytest.fixture(scope="module")
-def server():
+@contextmanager
+def serving(app):
+    """uvicorn serving `app` on 127.0.0.1 in a thread; yields the base URL."""
     import uvicorn
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
-    app = create_app(Settings(solver="direct", max_upload_bytes=LIMIT))
     srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not srv.started and thread.is_alive():
         thread.join(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    srv.should_exit = True
-    thread.join(10)
-    sock.close()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def server():
+    with serving(create_app(Settings(solver="direct", max_upload_bytes=LIMIT))) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -207,3 +218,55 @@ def test_phone_layout_fits_the_screen(server, browser, tmp_path):
     page.screenshot(path=str(ARTIFACTS / "service-phone.png"), full_page=True)
     assert page.eval_on_selector("#after", "c => [c.width, c.height]") == [200, 300]
     page.close()
+
+
+def test_page_asks_for_the_token_once_and_keeps_it_for_the_tab(browser, tmp_path):
+    app = create_app(Settings(solver="direct", tokens=Tokens.of([TOKEN])))
+    path = tmp_path / "backlit.jpg"
+    path.write_bytes(encode_image(make_backlit(120, 160, seed=4), "JPEG", quality=90))
+    token_in_tab = "() => sessionStorage.getItem('excnet-token')"
+    with serving(app) as url:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_selector("#auth:not([hidden])")  # health says a token is needed
+        assert "needs an access token" in page.text_content("#auth-message")
+
+        # A wrong token: the server refuses the upload and the page asks again.
+        page.fill("#token", "wrong-token-0123456789")
+        page.click("#auth button[type=submit]")
+        assert page.is_hidden("#auth")
+        page.set_input_files("#file", str(path))
+        page.wait_for_selector("#auth:not([hidden])")
+        assert "did not accept" in page.text_content("#auth-message")
+        assert "access token" in page.text_content("#error")
+        assert page.evaluate(token_in_tab) is None and page.is_hidden("#result")
+
+        # The right token: the upload is retried with it and the photo comes back.
+        page.fill("#token", TOKEN)
+        page.click("#auth button[type=submit]")
+        page.wait_for_selector("#result:not([hidden])")
+        assert page.evaluate(token_in_tab) == TOKEN and page.is_hidden("#error")
+
+        # Reloading the tab keeps the token: no prompt, and it is still sent.
+        page.reload()
+        page.wait_for_function("() => document.getElementById('limits').textContent"
+                               ".includes('MB')")
+        assert page.is_hidden("#auth")
+        page.set_input_files("#file", str(path))
+        page.wait_for_selector("#result:not([hidden])")
+        with page.expect_download() as dl:
+            page.click("#download")
+        assert decode_image(Path(dl.value.path()).read_bytes()).pixels.shape == (120, 160, 3)
+
+        # Another tab has its own session: it asks again.
+        other = context.new_page()
+        other.goto(url)
+        other.wait_for_selector("#auth:not([hidden])")
+        context.close()
+    counts = {(s.labels["endpoint"], s.labels["status"]): s.value
+              for s in app.state.metrics.requests.collect()[0].samples
+              if s.name == "excnet_requests_total"}
+    assert counts[("/api/v1/estimate", "401")] == 1
+    assert counts[("/api/v1/estimate", "200")] == 2
+    assert counts[("/api/v1/apply", "200")] == 1

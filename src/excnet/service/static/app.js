@@ -6,6 +6,7 @@
 
 const API = "/api/v1";
 const PREVIEW_SIZE = 1024;
+const TOKEN_KEY = "excnet-token";  // in sessionStorage: asked once per tab
 const $ = (id) => document.getElementById(id);
 
 // The S-curve of the method (excnet/curve.py).
@@ -35,7 +36,42 @@ function monotonicLimit(phiS, phiH) {
   return [t * phiS, t * phiH];
 }
 
-const state = { file: null, estimate: null, source: null, base: null, limits: null };
+const state = { file: null, estimate: null, source: null, base: null, limits: null,
+                retry: null };
+
+// Every API call: with the token, if one was given; a 401 asks for it (again) and remembers
+// what to retry once it is given.
+async function api(path, options, retry) {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  const r = await fetch(path, { ...options, headers });
+  if (r.status === 401) {
+    state.retry = retry;
+    askToken(token ? "The server did not accept this token; please enter it again."
+                   : "This server needs an access token.");
+  }
+  return r;
+}
+
+function askToken(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  $("auth-message").textContent = message;
+  $("auth").hidden = false;
+  $("token").focus();
+}
+
+function useToken(event) {
+  event.preventDefault();
+  const token = $("token").value.trim();
+  if (!token) return;
+  sessionStorage.setItem(TOKEN_KEY, token);
+  $("token").value = "";
+  $("auth").hidden = true;
+  showError("");
+  const retry = state.retry;
+  state.retry = null;
+  if (retry) retry();
+}
 
 function controls() {
   return {
@@ -72,6 +108,7 @@ async function errorMessage(response) {
 }
 
 function plainWords(status, message) {
+  if (status === 401) return `This server needs a valid access token. ${message}`;
   if (status === 413) return `This photo is too large. ${message}`;
   if (status === 415) return `This file is not a photo excnet can read. ${message}`;
   if (status === 503) return `The server is busy right now; please try again shortly. ${message}`;
@@ -84,6 +121,9 @@ async function loadLimits() {
     if (!r.ok) return;
     const health = await r.json();
     state.limits = health.limits;
+    if (health.auth && !sessionStorage.getItem(TOKEN_KEY)) {
+      askToken("This server needs an access token.");
+    }
     const bytes = health.limits.max_upload_bytes;
     const mb = (bytes / 1048576).toFixed(bytes < 10485760 ? 1 : 0);
     const mp = (health.limits.max_pixels / 1e6).toFixed(0);
@@ -118,7 +158,8 @@ async function upload(file) {
   const solver = $("solver").value;
   if (solver) form.append("solver", solver);
   try {
-    const r = await fetch(`${API}/estimate?preview=${PREVIEW_SIZE}`, { method: "POST", body: form });
+    const r = await api(`${API}/estimate?preview=${PREVIEW_SIZE}`, { method: "POST", body: form },
+                        () => upload(file));
     if (!r.ok) {
       setStatus("");
       showError(plainWords(r.status, await errorMessage(r)));
@@ -239,7 +280,7 @@ async function download() {
   const { monotonic, ...fields } = controls(); // the server renders its curves the same way
   for (const [k, v] of Object.entries(fields)) form.append(k, String(v));
   try {
-    const r = await fetch(`${API}/apply`, { method: "POST", body: form });
+    const r = await api(`${API}/apply`, { method: "POST", body: form }, download);
     if (!r.ok) {
       setStatus("");
       showError(plainWords(r.status, await errorMessage(r)));
@@ -264,6 +305,7 @@ function saveParams() {
 
 function init() {
   loadLimits();
+  $("auth").addEventListener("submit", useToken);
   $("file").addEventListener("change", (e) => upload(e.target.files[0]));
   for (const id of ["phi-s", "phi-h", "strength", "highlight"]) {
     $(id).addEventListener("input", update);
