@@ -7,14 +7,12 @@ server on loopback. Screenshots go to test-artifacts/ at the repository root.
 from __future__ import annotations
 
 import base64
-import socket
-import threading
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import make_backlit
+from serving import in_thread
 
 from excnet import Curve, Restorer
 from excnet.cli import main
@@ -34,30 +32,9 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason="needs Debian's chromium (apt-get install chromium)")
 
 
-@contextmanager
-def serving(app):
-    """uvicorn serving `app` on 127.0.0.1 in a thread; yields the base URL."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not srv.started and thread.is_alive():
-        thread.join(0.05)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        srv.should_exit = True
-        thread.join(10)
-        sock.close()
-
-
 @pytest.fixture(scope="module")
 def server():
-    with serving(create_app(Settings(solver="direct", max_upload_bytes=LIMIT))) as url:
+    with in_thread(create_app(Settings(solver="direct", max_upload_bytes=LIMIT))) as url:
         yield url
 
 
@@ -225,7 +202,7 @@ def test_page_asks_for_the_token_once_and_keeps_it_for_the_tab(browser, tmp_path
     path = tmp_path / "backlit.jpg"
     path.write_bytes(encode_image(make_backlit(120, 160, seed=4), "JPEG", quality=90))
     token_in_tab = "() => sessionStorage.getItem('excnet-token')"
-    with serving(app) as url:
+    with in_thread(app) as url:
         context = browser.new_context()
         page = context.new_page()
         page.goto(url)

@@ -12,44 +12,20 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import make_backlit
+from serving import process
 
 from excnet.imageio import decode_image, encode_image
 
 httpx = pytest.importorskip("httpx")
 
-SERVE = "import sys; from excnet.cli import main; sys.exit(main())"
 MIB = 1024 * 1024
-
-
-@contextmanager
-def serving(*options: str):
-    """`excnet serve` on 127.0.0.1, a free port; yields (base URL, process)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SERVE, "serve", "--port", "0", "--solver", "direct", *options],
-        stderr=subprocess.PIPE, text=True)
-    try:
-        line = proc.stderr.readline()
-        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-        assert match, f"server did not start: {line!r}"
-        yield f"http://127.0.0.1:{match.group(1)}", proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stderr.close()
 
 
 def peak_rss(pid: int) -> int:
@@ -91,7 +67,8 @@ def post_many(url: str, data: bytes, clients: int, per_client: int,
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
 def test_200_megapixel_requests_from_8_clients(megapixel):
     workers = str(min(2, os.cpu_count() or 1))
-    with serving("--workers", workers, "--queue", "8") as (url, proc):
+    with process("--workers", workers, "--queue", "8") as server:
+        url, proc = server.url, server.proc
         with httpx.Client(trust_env=False, timeout=120) as c:  # warm-up, and the idle baseline
             assert c.post(f"{url}/api/v1/restore",
                           files={"file": ("p.jpg", megapixel, "image/jpeg")}).status_code == 200
@@ -117,7 +94,8 @@ def test_200_megapixel_requests_from_8_clients(megapixel):
 
 
 def test_overload_gets_clean_503_with_retry_after(megapixel):
-    with serving("--workers", "1", "--queue", "1") as (url, proc):
+    with process("--workers", "1", "--queue", "1") as server:
+        url, proc = server.url, server.proc
         barrier = threading.Barrier(10)
         results = post_many(url, megapixel, clients=10, per_client=2, barrier=barrier)
         assert proc.poll() is None
