@@ -29,7 +29,7 @@ def record(request: RequestContext) -> dict:
     out = {"time": f"{stamp}.{int(request.time % 1 * 1000):03d}Z", "request_id": request.id,
            "method": request.method, "path": request.path, "status": request.status,
            "bytes_in": request.bytes_in, "bytes_out": request.bytes_out,
-           "megapixels": None if request.megapixels is None else round(request.megapixels, 3),
+           "megapixels": None if request.megapixels is None else round(request.megapixels, 6),
            "phi_s": None, "phi_h": None,
            "seconds": {**{k: round(v, 4) for k, v in request.stages.items()},
                        "total": round(request.seconds, 4)},
