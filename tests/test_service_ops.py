@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from excnet.cli import main
 from excnet.imageio import encode_image
 from excnet.service import Settings, create_app
-from excnet.service.auth import Tokens, TokenError, is_loopback, read_token_file
+from excnet.service.auth import TokenError, Tokens, is_loopback, read_token_file
 from excnet.service.logs import LOGGER, JsonFormatter, TextFormatter
 
 with warnings.catch_warnings():  # starlette nags about httpx vs httpx2; httpx is what we have

@@ -261,7 +261,7 @@ def restore_job(pool: WorkerPool, settings: Settings, job: Job) -> dict:
     """
     t0 = time.perf_counter()
     img = _decode(job, settings)
-    decoded = time.perf_counter()
+    pool.stage("decode", time.perf_counter() - t0)
     pool.checkpoint()
     restorer = pool.restorer(job.solver)
     if job.given is not None:
@@ -271,6 +271,8 @@ def restore_job(pool: WorkerPool, settings: Settings, job: Job) -> dict:
         curve = job.curve_with_controls(0.0, 0.0)
         restorer.strength, restorer.highlight_scale = curve.strength, curve.highlight_scale
         res = restorer.restore(img.pixels)
+    for stage, seconds in res.seconds.items():
+        pool.stage(stage, seconds)
     pool.checkpoint()
     fmt = job.format or img.format
     t1 = time.perf_counter()
@@ -278,19 +280,21 @@ def restore_job(pool: WorkerPool, settings: Settings, job: Job) -> dict:
         body = encode_image(res.image, fmt, like=img, quality=job.quality)
     except ImageError as exc:
         raise ApiError(422, "cannot_encode", f"{job.name}: {exc}") from None
-    stages = {"decode": decoded - t0, **res.seconds, "encode": time.perf_counter() - t1}
+    pool.stage("encode", time.perf_counter() - t1)
     return {"body": body, "format": fmt, "curve": res.curve, "iterations": res.iterations,
             "loss": res.loss, "converged": res.converged, "width": img.width,
-            "height": img.height, "seconds": res.seconds, "stages": stages}
+            "height": img.height, "seconds": res.seconds}
 
 
 def estimate_job(pool: WorkerPool, settings: Settings, job: Job) -> dict:
     """Decode and estimate phi; with job.preview, also a preview and its base layer."""
     t0 = time.perf_counter()
     img = _decode(job, settings)
-    decoded = time.perf_counter()
+    t1 = time.perf_counter()
+    pool.stage("decode", t1 - t0)
     pool.checkpoint()
     est, base = pool.restorer(job.solver).estimate(img.pixels)
+    pool.stage("estimate", time.perf_counter() - t1)
     curve = job.curve_with_controls(est.phi_s, est.phi_h)
     out = {"name": job.name, "width": img.width, "height": img.height, "format": img.format,
            "solver": job.solver, "curve": curve.to_dict(), "applied": _applied(curve),
@@ -298,8 +302,9 @@ def estimate_job(pool: WorkerPool, settings: Settings, job: Job) -> dict:
            "converged": est.converged, "seconds": est.seconds, "preview": None}
     if job.preview:
         pool.checkpoint()
+        t2 = time.perf_counter()
         out["preview"] = preview(img.pixels, base, job.preview)
-    out["stages"] = {"decode": decoded - t0, "estimate": time.perf_counter() - decoded}
+        pool.stage("preview", time.perf_counter() - t2)
     return out
 
 
@@ -520,16 +525,14 @@ def create_app(settings: Settings | None = None,
             raise ApiError(422, "bad_request", f"{j.name}: {exc}") from None
         finally:
             if timing.work:
-                endpoint = _endpoint(request.path) if request else "other"
-                metrics.observe_job(endpoint, timing)
+                metrics.observe_job(_endpoint(request.path) if request else "other", timing)
                 if request:
-                    request.stages["queue"] = timing.queued
+                    request.stages.update({"queue": timing.queued, **timing.stages})
         megapixels = result["width"] * result["height"] / 1e6
         curve = result["curve"]
         phi = (curve.phi_s, curve.phi_h) if isinstance(curve, Curve) else (
             curve["phi_s"], curve["phi_h"])
         if request:
-            request.stages.update(result.pop("stages", {}))
             request.megapixels, request.phi = megapixels, phi
         if fn is restore_job:
             metrics.restored(megapixels)

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from ..pipeline import Restorer
@@ -76,10 +76,11 @@ class CancelToken:
 
 @dataclass
 class JobTiming:
-    """Seconds one job waited for a thread, and ran on it."""
+    """Seconds one job waited for a thread, ran on it, and spent in each stage it reached."""
 
     queued: float = 0.0
     work: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)
 
 
 class WorkerPool:
@@ -183,6 +184,12 @@ class WorkerPool:
             cancelled.cancel()
             self._tokens.discard(token)
 
+    def stage(self, name: str, seconds: float) -> None:
+        """Note the seconds the calling worker's current job spent in a stage."""
+        timing = getattr(self._local, "timing", None)
+        if timing is not None:
+            timing.stages[name] = seconds
+
     def checkpoint(self) -> None:
         """Raise `Cancelled` if the calling worker's current job was cancelled."""
         token = getattr(self._local, "token", None)
@@ -193,7 +200,7 @@ class WorkerPool:
                timing: JobTiming, submitted: float) -> T:
         start = time.perf_counter()
         timing.queued = start - submitted
-        self._local.token = token
+        self._local.token, self._local.timing = token, timing
         try:
             self.checkpoint()  # cancelled while it waited for this thread
             with self._lock:
@@ -208,7 +215,7 @@ class WorkerPool:
                     self._mean_seconds += ((timing.work - self._mean_seconds)
                                            / min(self.completed, 20))
         finally:
-            self._local.token = None
+            self._local.token = self._local.timing = None
 
     def shutdown(self) -> None:
         """Stop the threads once their current jobs finish."""
