@@ -45,7 +45,7 @@ from ..pipeline import DEFAULT_SOLVER, SOLVERS, Restorer
 from ..tone import IMPROVED
 from . import context
 from .auth import BearerAuth, Tokens
-from .errors import ApiError, DecodeError, error_response
+from .errors import ApiError, DecodeError, error_response, refuse
 from .logs import RequestLog
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
@@ -67,6 +67,9 @@ FORMAT_NAMES = {**{f: f for f in FORMATS}, "JPG": "JPEG", "TIF": "TIFF", "HEIF":
 # Multipart framing and the small form fields around the file.
 FORM_OVERHEAD = 64 * 1024
 WORK_ENDPOINTS = ("restore", "estimate", "apply")
+#: An over-size upload is read (and dropped) up to this many times the limit before the 413,
+#: so that the client, still sending, gets the answer and not a reset connection.
+DRAIN = 4
 METRICS = "/metrics"
 #: API paths that need no token: liveness, readiness and the schema the docs page reads.
 OPEN_PATHS = frozenset(f"{API}/{p}" for p in ("health", "ready", "openapi.json"))
@@ -125,7 +128,7 @@ class Admission:
             await self._too_large(scope, receive, send)
             return
         if not self.pool.try_admit():
-            await self._refuse(scope, receive, send)
+            await self._busy(scope, receive, send)
             return
         watcher = None
         try:
@@ -163,7 +166,7 @@ class Admission:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def _refuse(self, scope, receive, send) -> None:
+    async def _busy(self, scope, receive, send) -> None:
         if self.pool.draining:
             response = error_response(503, SHUTTING_DOWN[0], SHUTTING_DOWN[1],
                                       {"Connection": "close"})
@@ -171,13 +174,17 @@ class Admission:
             retry = str(self.pool.retry_after())
             response = error_response(503, "busy", f"the server is busy; try again in {retry} s",
                                       {"Retry-After": retry})
-        await response(scope, receive, send)
+        await refuse(response, scope, receive, send, self.max_body, self.request_timeout)
 
     async def _too_large(self, scope, receive, send) -> None:
+        """413, once the rest of the upload is read and discarded (up to `DRAIN` times the
+        limit: beyond, the connection is simply closed)."""
         limit = self.max_body - FORM_OVERHEAD
-        await error_response(
+        response = error_response(
             413, "too_large", f"the upload is larger than the limit of {limit} bytes",
-            {"Connection": "close"})(scope, receive, send)
+            {"Connection": "close"})
+        await refuse(response, scope, receive, send, DRAIN * self.max_body,
+                     self.request_timeout)
 
 
 #: What `Admission._read_body` returns when the client went away mid-upload.
@@ -480,7 +487,9 @@ def create_app(settings: Settings | None = None,
     app.add_middleware(BearerAuth, api=settings.tokens,
                        metrics=settings.tokens if settings.metrics_tokens is None
                        else settings.metrics_tokens,
-                       api_prefix=f"{API}/", metrics_path=METRICS, open_paths=OPEN_PATHS)
+                       api_prefix=f"{API}/", metrics_path=METRICS, open_paths=OPEN_PATHS,
+                       max_body=settings.max_upload_bytes + FORM_OVERHEAD,
+                       request_timeout=settings.request_timeout)
     app.add_middleware(RequestLog,
                        observe=lambda r: metrics.observe_request(_endpoint(r.path), r))
 

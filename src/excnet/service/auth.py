@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import error_response
+from .errors import error_response, refuse
 
 #: Shortest token accepted: a guessable token is no protection.
 MIN_TOKEN_LENGTH = 16
@@ -87,13 +87,16 @@ class BearerAuth:
     """ASGI middleware: `/api/v1/...` needs an API token, `/metrics` a metrics token.
 
     `open_paths` (liveness, readiness, the OpenAPI schema) stay open; so do the page and its
-    static files, which ask the user for the token. Refusals are 401 with the usual JSON body.
+    static files, which ask the user for the token. Refusals are 401 with the usual JSON body,
+    sent once the upload has been read and discarded (see `refuse`).
     """
 
     def __init__(self, app, api: Tokens, metrics: Tokens, api_prefix: str,
-                 metrics_path: str, open_paths: frozenset[str]) -> None:
+                 metrics_path: str, open_paths: frozenset[str], max_body: int,
+                 request_timeout: float) -> None:
         self.app, self.api, self.metrics = app, api, metrics
         self.api_prefix, self.metrics_path, self.open_paths = api_prefix, metrics_path, open_paths
+        self.max_body, self.request_timeout = max_body, request_timeout
 
     def tokens_for(self, path: str) -> Tokens:
         if path == self.metrics_path:
@@ -109,8 +112,9 @@ class BearerAuth:
                 given = b"authorization" in dict(scope["headers"])
                 message = ("the token is not valid" if given else
                            "this server needs a token: send 'Authorization: Bearer TOKEN'")
-                await error_response(
-                    401, "unauthorized", message,
-                    {"WWW-Authenticate": "Bearer", "Connection": "close"})(scope, receive, send)
+                response = error_response(401, "unauthorized", message,
+                                          {"WWW-Authenticate": "Bearer"})
+                await refuse(response, scope, receive, send, self.max_body,
+                             self.request_timeout)
                 return
         await self.app(scope, receive, send)

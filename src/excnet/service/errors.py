@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi.responses import JSONResponse
 
 
@@ -21,3 +23,30 @@ class DecodeError(ApiError):
 def error_response(status: int, code: str, message: str,
                    headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
+
+
+async def refuse(response: JSONResponse, scope, receive, send, limit: int,
+                 timeout: float) -> None:
+    """Send a refusal after reading and discarding the request body.
+
+    A client still sending its upload when the answer comes and the connection closes would
+    get a reset connection instead of the answer. So the body is read first (nothing is kept),
+    up to `limit` bytes within `timeout` seconds; beyond that the answer goes out regardless,
+    with `Connection: close`.
+    """
+    headers = dict(scope["headers"])
+    if b"content-length" in headers or b"transfer-encoding" in headers:
+        size, whole = 0, False
+        try:
+            async with asyncio.timeout(timeout):
+                while size <= limit:
+                    message = await receive()
+                    size += len(message.get("body", b""))
+                    if message["type"] == "http.disconnect" or not message.get("more_body"):
+                        whole = True
+                        break
+        except TimeoutError:
+            pass
+        if not whole:
+            response.headers["Connection"] = "close"
+    await response(scope, receive, send)
