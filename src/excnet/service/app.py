@@ -8,13 +8,18 @@ API (documented at /api/docs, schema at /api/v1/openapi.json):
                           most N pixels a side plus its base layer, so a page can apply any curve
                           itself, instantly.
 * POST /api/v1/apply     upload + given curve -> restored image (no estimation).
-* GET  /api/v1/health    status, pool load and limits.
+* GET  /api/v1/health    liveness: status, pool load and limits (open without a token).
+* GET  /api/v1/ready     readiness: 503 while shutting down (open without a token).
+* GET  /metrics          Prometheus text (metrics.py).
+
+With tokens set (`Settings.tokens`), every other /api/v1 call needs `Authorization: Bearer`
+(auth.py). Each request gets one log line and its metrics (logs.py, context.py).
 
 The curve is `excnet.Curve` everywhere: f(x; s*phi_s, h*s*phi_h) with strength s and highlight
 scale h, and its JSON is `Curve.to_dict()`, the file that `excnet restore --params` reads.
 Uploads are checked by decoding, against `Settings.max_upload_bytes` and `max_pixels`; every
 refusal is a 4xx (or 503 when busy) with a JSON body {"error": {"code", "message"}}. Uploads are
-held in memory only; nothing is written to disk.
+held in memory (the multipart parser spools large ones to a temp file it deletes).
 """
 
 from __future__ import annotations
