@@ -291,7 +291,10 @@ def report(result: SoakResult, by_name: dict[str, Kind]) -> str:
              f"threads {b.threads} -> {a.threads}; open files {b.fds} -> {a.fds}; "
              f"temp files left {len(result.temp_files)}",
              "RSS over the run (MB, by requests done): " + ", ".join(
-                 f"{s.done}: {s.rss / MIB:.0f}" for s in thin(result.samples, 12))]
+                 f"{s.done}: {s.rss / MIB:.0f}" for s in thin(result.samples, 12)),
+             "/metrics excnet_requests_total, warm-up included (endpoint status: count): "
+             + ", ".join(f"{e} {s}: {v:.0f}" for (e, s), v in sorted(result.metrics.items())
+                         if e in ("restore", "estimate"))]
     return "\n".join(rows)
 
 
