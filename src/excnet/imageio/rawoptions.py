@@ -1,0 +1,48 @@
+"""How a camera RAW file is developed before restoration (the choices, not the decoder).
+
+No NumPy or rawpy here: the command line builds its options from these names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Output colour spaces: name → (LibRaw colour space, gamma (power, toe slope)).
+COLORSPACES: dict[str, tuple[str, tuple[float, float]]] = {
+    "srgb": ("sRGB", (2.4, 12.92)),
+    "adobe-rgb": ("Adobe", (2.19921875, 0.0)),
+    "display-p3": ("P3D65", (2.4, 12.92)),
+}
+#: LibRaw highlight modes offered: clip (plain clipping), blend (clipped areas blended to
+#: neutral), reconstruct (LibRaw's rebuild, level 5 of 3..9).
+HIGHLIGHT_MODES: dict[str, int] = {"clip": 0, "blend": 2, "reconstruct": 5}
+#: The demosaic: Adaptive Homogeneity-Directed interpolation at full resolution.
+DEMOSAIC = "AHD"
+#: LibRaw's exposure shift range, in stops.
+EXPOSURE_RANGE = (-2.0, 3.0)
+
+
+@dataclass(frozen=True)
+class RawOptions:
+    """RAW development: camera white balance and colour matrix, no automatic brightening.
+
+    ``exposure``: compensation in stops (LibRaw's exposure shift, highlights preserved).
+    ``colorspace``: a key of :data:`COLORSPACES`. ``highlights``: a key of
+    :data:`HIGHLIGHT_MODES`.
+    """
+
+    exposure: float = 0.0
+    colorspace: str = "srgb"
+    highlights: str = "blend"
+
+    def __post_init__(self) -> None:
+        low, high = EXPOSURE_RANGE
+        if not low <= self.exposure <= high:
+            raise ValueError(f"exposure must be within {low:+g}..{high:+g} stops, "
+                             f"got {self.exposure}")
+        if self.colorspace not in COLORSPACES:
+            raise ValueError(f"unknown colour space {self.colorspace!r} "
+                             f"(choose from {', '.join(COLORSPACES)})")
+        if self.highlights not in HIGHLIGHT_MODES:
+            raise ValueError(f"unknown highlight mode {self.highlights!r} "
+                             f"(choose from {', '.join(HIGHLIGHT_MODES)})")
