@@ -22,6 +22,8 @@ from .rawoptions import COLORSPACES, DEMOSAIC, HIGHLIGHT_MODES, RawOptions
 if TYPE_CHECKING:
     from .reading import ImageFile
 
+_MAX_SHIFT = 8.0  # LibRaw's largest exposure shift (+3 stops)
+
 
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -79,6 +81,16 @@ def _check_sensor(raw, name: str) -> None:  # noqa: ANN001 - rawpy.RawPy
             raise ImageError(f"{name}: unknown colour filter array (cannot demosaic)")
 
 
+def _headroom(raw) -> float:  # noqa: ANN001 - rawpy.RawPy
+    """How much darker LibRaw renders when it keeps highlights: the ratio of the largest to
+    the smallest white-balance multiplier (it scales by the largest instead of the smallest)."""
+    for mul in (raw.camera_whitebalance, raw.daylight_whitebalance):
+        rgb = [float(m) for m in mul[:3]]
+        if min(rgb) > 0:
+            return max(rgb) / min(rgb)
+    return 1.0
+
+
 def _develop(raw, options: RawOptions, name: str) -> np.ndarray:  # noqa: ANN001
     import rawpy
 
@@ -93,8 +105,11 @@ def _develop(raw, options: RawOptions, name: str) -> np.ndarray:  # noqa: ANN001
         "highlight_mode": HIGHLIGHT_MODES[options.highlights],
         "adjust_maximum_thr": 0.0,  # LibRaw's default 0.75 rescales dim frames: a brightening
     }
-    if options.exposure:
-        params.update(exp_shift=2.0 ** options.exposure, exp_preserve_highlights=1.0)
+    shift = 2.0 ** options.exposure
+    if options.highlights != "clip":
+        shift *= _headroom(raw)
+    if shift != 1.0:
+        params.update(exp_shift=min(shift, _MAX_SHIFT), exp_preserve_highlights=1.0)
     try:
         pixels = raw.postprocess(**params)
     except MemoryError:

@@ -13,8 +13,9 @@ COLORSPACES: dict[str, tuple[str, tuple[float, float]]] = {
     "adobe-rgb": ("Adobe", (2.19921875, 0.0)),
     "display-p3": ("P3D65", (2.4, 12.92)),
 }
-#: LibRaw highlight modes offered: clip (plain clipping), blend (clipped areas blended to
-#: neutral), reconstruct (LibRaw's rebuild, level 5 of 3..9).
+#: LibRaw highlight modes offered: clip (every channel cut at white), blend (clipped areas
+#: blended to neutral grey), reconstruct (LibRaw's rebuild, level 5 of 3..9: clipped skies
+#: roll off smoothly to a neutral white; the default, see benchmarks/raw.py).
 HIGHLIGHT_MODES: dict[str, int] = {"clip": 0, "blend": 2, "reconstruct": 5}
 #: The demosaic: Adaptive Homogeneity-Directed interpolation at full resolution.
 DEMOSAIC = "AHD"
@@ -26,14 +27,17 @@ EXPOSURE_RANGE = (-2.0, 3.0)
 class RawOptions:
     """RAW development: camera white balance and colour matrix, no automatic brightening.
 
-    ``exposure``: compensation in stops (LibRaw's exposure shift, highlights preserved).
+    ``exposure``: compensation in stops (LibRaw's exposure shift, highlights preserved). With
+    a recovering highlight mode LibRaw leaves headroom above white; it is given back to the
+    mid-tones (a fixed shift from the white balance, not from the image), so every mode
+    renders mid-tones as bright as plain clipping does.
     ``colorspace``: a key of :data:`COLORSPACES`. ``highlights``: a key of
     :data:`HIGHLIGHT_MODES`.
     """
 
     exposure: float = 0.0
     colorspace: str = "srgb"
-    highlights: str = "blend"
+    highlights: str = "reconstruct"
 
     def __post_init__(self) -> None:
         low, high = EXPOSURE_RANGE
