@@ -39,6 +39,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..curve import Curve
 from ..imageio import FORMATS, ImageError, ImageFile, decode_image, encode_image
+from ..imageio.formats import default_output_format
 from ..pipeline import DEFAULT_SOLVER, SOLVERS, Restorer
 from ..tone import IMPROVED
 from .workers import RestorerFactory, WorkerPool
@@ -57,8 +58,8 @@ FORM_OVERHEAD = 64 * 1024
 class Settings:
     """Service limits and the default estimation settings (those of the CLI)."""
 
-    max_upload_bytes: int = 32 * 1024 * 1024
-    max_pixels: int = 40_000_000
+    max_upload_bytes: int = 100 * 1024 * 1024  # a camera RAW file
+    max_pixels: int = 60_000_000
     workers: int = 2
     queue: int = 8
     solver: str = DEFAULT_SOLVER
@@ -195,7 +196,7 @@ def _image_error(message: str) -> ApiError:
         return ApiError(413, code, message)
     if "not an image" in message or "unsupported image format" in message:
         return ApiError(415, "unsupported_type",
-                        f"{message}. Supported: {', '.join(FORMATS)}")
+                        f"{message}. Supported: {', '.join(FORMATS)}, camera RAW")
     if "file is empty" in message:
         return ApiError(400, "empty_file", message)
     return ApiError(422, "bad_image", message)
@@ -212,7 +213,7 @@ def restore_job(pool: WorkerPool, settings: Settings, job: Job) -> dict:
         curve = job.curve_with_controls(0.0, 0.0)
         restorer.strength, restorer.highlight_scale = curve.strength, curve.highlight_scale
         res = restorer.restore(img.pixels)
-    fmt = job.format or img.format
+    fmt = job.format or default_output_format(img.format)
     try:
         body = encode_image(res.image, fmt, like=img, quality=job.quality)
     except ImageError as exc:
