@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skimage.data
-from dngfile import linear_to_srgb, mosaic, srgb_to_linear, write_dng
+from dngfile import mosaic, srgb_to_linear, write_dng
 from PIL import Image, ImageCms
 
 from excnet.cli import main
@@ -265,7 +265,8 @@ def test_batch_mirrors_raw_as_tif_and_reports_collisions(tmp_path: Path, dng, ca
     assert read_image(dst / "day" / "IMG_1.tif").bit_depth == 16
     assert "IMG_2.nef" in err and "already the output of" in err and "IMG_2.dng" in err
     assert "IMG_3.cr2" in err
-    records = [json.loads(line) for line in (dst / "excnet-manifest.jsonl").read_text().splitlines()]
+    manifest = (dst / "excnet-manifest.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in manifest]
     assert sorted(r["status"] for r in records) == ["error", "error", "ok", "ok", "ok"]
 
 
@@ -292,5 +293,6 @@ def test_rest_upload_of_raw(dng) -> None:
         preview = est.json()["preview"]
         assert preview["image"].startswith("data:image/jpeg;base64,")
         assert max(preview["width"], preview["height"]) == 64
-        r = client.post("/api/v1/restore", files={"file": ("x.dng", dng[:4000], "image/x-adobe-dng")})
+        r = client.post("/api/v1/restore",
+                        files={"file": ("x.dng", dng[:4000], "image/x-adobe-dng")})
         assert r.status_code == 422 and "x.dng" in r.json()["error"]["message"]
