@@ -11,15 +11,16 @@ from functools import cache
 
 import numpy as np
 
+from .rawoptions import COLORSPACES
+
 _D50 = np.array([0.9642, 1.0, 0.8249])
 _D65_XY = (0.3127, 0.3290)
 _BRADFORD = np.array([[0.8951, 0.2664, -0.1614], [-0.7502, 1.7135, 0.0367],
                       [0.0389, -0.0685, 1.0296]])
-# name → (description, primaries xy (R, G, B), transfer: a gamma or "srgb")
-_SPACES: dict[str, tuple[str, tuple[tuple[float, float], ...], float | str]] = {
-    "adobe-rgb": ("Adobe RGB (1998) compatible", ((0.64, 0.33), (0.21, 0.71), (0.15, 0.06)),
-                  563 / 256),
-    "display-p3": ("Display P3", ((0.680, 0.320), (0.265, 0.690), (0.150, 0.060)), "srgb"),
+# name → (description, primaries xy (R, G, B)); the transfer curves are in COLORSPACES
+_SPACES: dict[str, tuple[str, tuple[tuple[float, float], ...]]] = {
+    "adobe-rgb": ("Adobe RGB (1998) compatible", ((0.64, 0.33), (0.21, 0.71), (0.15, 0.06))),
+    "display-p3": ("Display P3", ((0.680, 0.320), (0.265, 0.690), (0.150, 0.060))),
 }
 
 
@@ -65,9 +66,9 @@ def _text_tag(kind: bytes, text: str) -> bytes:
 @cache
 def profile(name: str) -> bytes:
     """The ICC profile of colour space ``name`` (a key of rawoptions.COLORSPACES, not sRGB)."""
-    desc, primaries, transfer = _SPACES[name]
+    desc, primaries = _SPACES[name]
     m = _colorants(primaries)
-    curve = _curve_tag(transfer)
+    curve = _curve_tag(COLORSPACES[name][1])
     tags = [(b"desc", _text_tag(b"desc", desc)), (b"cprt", _text_tag(b"text", "No copyright")),
             (b"wtpt", _xyz_tag(_D50)), (b"rXYZ", _xyz_tag(m[:, 0])),
             (b"gXYZ", _xyz_tag(m[:, 1])), (b"bXYZ", _xyz_tag(m[:, 2])),

@@ -10,6 +10,7 @@ upright and the carried EXIF says Orientation 1.
 from __future__ import annotations
 
 import io
+from functools import cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,7 +23,7 @@ from .rawoptions import COLORSPACES, DEMOSAIC, HIGHLIGHT_MODES, RawOptions
 if TYPE_CHECKING:
     from .reading import ImageFile
 
-_MAX_SHIFT = 8.0  # LibRaw's largest exposure shift (+3 stops)
+_KNEE = 0.75  # linear level above which a gain > 1 compresses instead of clipping
 
 
 def _short(exc: BaseException) -> str:
@@ -92,30 +93,48 @@ def _headroom(raw) -> float:  # noqa: ANN001 - rawpy.RawPy
 
 
 def _develop(raw, options: RawOptions, name: str) -> np.ndarray:  # noqa: ANN001
+    """Demosaic to linear 16-bit RGB in LibRaw, then expose and encode with one table."""
     import rawpy
 
-    space, gamma = COLORSPACES[options.colorspace]
     params: dict[str, object] = {
         "demosaic_algorithm": getattr(rawpy.DemosaicAlgorithm, DEMOSAIC),
         "use_camera_wb": True,
-        "output_color": getattr(rawpy.ColorSpace, space),
+        "output_color": getattr(rawpy.ColorSpace, COLORSPACES[options.colorspace][0]),
         "output_bps": 16,
         "no_auto_bright": True,
-        "gamma": gamma,
+        "gamma": (1.0, 1.0),  # linear: exposure and the transfer curve are ours (tone_table)
         "highlight_mode": HIGHLIGHT_MODES[options.highlights],
         "adjust_maximum_thr": 0.0,  # LibRaw's default 0.75 rescales dim frames: a brightening
     }
-    shift = 2.0 ** options.exposure
+    gain = 2.0 ** options.exposure
     if options.highlights != "clip":
-        shift *= _headroom(raw)
-    if shift != 1.0:
-        params.update(exp_shift=min(shift, _MAX_SHIFT), exp_preserve_highlights=1.0)
+        gain *= _headroom(raw)
     try:
-        pixels = raw.postprocess(**params)
+        linear = raw.postprocess(**params)
     except MemoryError:
         raise ImageError(f"{name}: not enough memory to develop the RAW image") from None
     except (rawpy.LibRawError, rawpy.LibRawFatalError, ValueError) as exc:
         raise ImageError(f"{name}: truncated or corrupt RAW data ({_short(exc)})") from None
-    if pixels.ndim != 3 or pixels.shape[2] != 3 or 0 in pixels.shape:
-        raise ImageError(f"{name}: zero-sized image after developing (shape {pixels.shape})")
-    return np.ascontiguousarray(pixels, dtype=np.uint16)
+    if linear.ndim != 3 or linear.shape[2] != 3 or 0 in linear.shape:
+        raise ImageError(f"{name}: zero-sized image after developing (shape {linear.shape})")
+    return tone_table(gain, COLORSPACES[options.colorspace][1])[linear]
+
+
+@cache
+def tone_table(gain: float, transfer: float | str) -> np.ndarray:
+    """65536-entry table: linear value → gain, highlights rolled off, then the transfer curve.
+
+    Up to ``_KNEE`` of white the gain is exact; above, ``[_KNEE, gain]`` is compressed onto
+    ``[_KNEE, 1]`` by ``1 - (1 - u)^p`` (slope 1 at the knee, 0 at the top), so recovered
+    highlights keep their gradation instead of clipping. With ``gain <= 1`` nothing clips.
+    """
+    t = np.arange(65536, dtype=np.float64) / 65535.0 * gain
+    if gain > 1.0:
+        p = (gain - _KNEE) / (1.0 - _KNEE)
+        u = np.clip((t - _KNEE) / (gain - _KNEE), 0.0, 1.0)
+        t = np.where(t > _KNEE, _KNEE + (1.0 - _KNEE) * (1.0 - (1.0 - u) ** p), t)
+    if transfer == "srgb":
+        v = np.where(t <= 0.0031308, 12.92 * t, 1.055 * np.power(t, 1 / 2.4) - 0.055)
+    else:
+        v = np.power(t, 1.0 / float(transfer))
+    return np.round(np.clip(v, 0.0, 1.0) * 65535.0).astype(np.uint16)

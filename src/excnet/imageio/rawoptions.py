@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: Output colour spaces: name → (LibRaw colour space, gamma (power, toe slope)).
-COLORSPACES: dict[str, tuple[str, tuple[float, float]]] = {
-    "srgb": ("sRGB", (2.4, 12.92)),
-    "adobe-rgb": ("Adobe", (2.19921875, 0.0)),
-    "display-p3": ("P3D65", (2.4, 12.92)),
+#: Output colour spaces: name → (LibRaw colour space, transfer curve: "srgb" or a gamma).
+COLORSPACES: dict[str, tuple[str, float | str]] = {
+    "srgb": ("sRGB", "srgb"),
+    "adobe-rgb": ("Adobe", 563 / 256),
+    "display-p3": ("P3D65", "srgb"),
 }
 #: LibRaw highlight modes offered: clip (every channel cut at white), blend (clipped areas
 #: blended to neutral grey), reconstruct (LibRaw's rebuild, level 5 of 3..9: clipped skies
@@ -19,17 +19,17 @@ COLORSPACES: dict[str, tuple[str, tuple[float, float]]] = {
 HIGHLIGHT_MODES: dict[str, int] = {"clip": 0, "blend": 2, "reconstruct": 5}
 #: The demosaic: Adaptive Homogeneity-Directed interpolation at full resolution.
 DEMOSAIC = "AHD"
-#: LibRaw's exposure shift range, in stops.
-EXPOSURE_RANGE = (-2.0, 3.0)
+#: Exposure compensation range, in stops.
+EXPOSURE_RANGE = (-3.0, 3.0)
 
 
 @dataclass(frozen=True)
 class RawOptions:
     """RAW development: camera white balance and colour matrix, no automatic brightening.
 
-    ``exposure``: compensation in stops (LibRaw's exposure shift, highlights preserved). With
-    a recovering highlight mode LibRaw leaves headroom above white; it is given back to the
-    mid-tones (a fixed shift from the white balance, not from the image), so every mode
+    ``exposure``: compensation in stops (highlights rolled off, not clipped). With a
+    recovering highlight mode LibRaw leaves headroom above white; it is given back to the
+    mid-tones (a fixed gain from the white balance, not from the image), so every mode
     renders mid-tones as bright as plain clipping does.
     ``colorspace``: a key of :data:`COLORSPACES`. ``highlights``: a key of
     :data:`HIGHLIGHT_MODES`.
