@@ -61,10 +61,10 @@ def add_raw_options(p: argparse.ArgumentParser) -> None:
                         "highlights are preserved)")
     g.add_argument("--colorspace", choices=tuple(COLORSPACES), default="srgb",
                    help="output colour space, its ICC profile embedded (default srgb)")
-    g.add_argument("--highlights", choices=tuple(HIGHLIGHT_MODES), default="reconstruct",
-                   help="clipped highlights: reconstruct rolls clipped skies off to neutral "
-                        "white (default), blend makes them neutral grey, clip cuts every "
-                        "channel at white")
+    g.add_argument("--highlights", choices=tuple(HIGHLIGHT_MODES), default="blend",
+                   help="clipped highlights: blend rolls clipped skies off to neutral white "
+                        "(default), reconstruct rebuilds them (keeps a little colour), clip cuts "
+                        "every channel at white")
 
 
 def raw_options(args: argparse.Namespace) -> RawOptions:

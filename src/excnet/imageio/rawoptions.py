@@ -14,8 +14,8 @@ COLORSPACES: dict[str, tuple[str, float | str]] = {
     "display-p3": ("P3D65", "srgb"),
 }
 #: LibRaw highlight modes offered: clip (every channel cut at white), blend (clipped areas
-#: blended to neutral grey), reconstruct (LibRaw's rebuild, level 5 of 3..9: clipped skies
-#: roll off smoothly to a neutral white; the default, see benchmarks/raw.py).
+#: blended toward neutral; the default: least colour cast and the most levels in a clipped
+#: sky's transition, see benchmarks/raw.py), reconstruct (LibRaw's rebuild, level 5 of 3..9).
 HIGHLIGHT_MODES: dict[str, int] = {"clip": 0, "blend": 2, "reconstruct": 5}
 #: The demosaic: Adaptive Homogeneity-Directed interpolation at full resolution.
 DEMOSAIC = "AHD"
@@ -37,7 +37,7 @@ class RawOptions:
 
     exposure: float = 0.0
     colorspace: str = "srgb"
-    highlights: str = "reconstruct"
+    highlights: str = "blend"
 
     def __post_init__(self) -> None:
         low, high = EXPOSURE_RANGE
