@@ -5,7 +5,7 @@
     python benchmarks/raw.py --only banding --crop benchmarks/raw_banding_crop.png
 
 speed: `excnet restore X -o out.jpg --json` as a fresh process per run (wall time from process
-start to exit, peak RSS of that process), for a 24 MP 14-bit DNG written as cameras do
+start to exit, CPU time and peak RSS of that process), for a 24 MP 14-bit DNG written as cameras do
 (lossless JPEG) and uncompressed, against a 24 MP JPEG of the same scene in the same run;
 medians over --runs. The DNGs are made here (tests/dngfile.py) from scikit-image's
 astronaut, scaled up, with sensor noise; nothing is downloaded.
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import statistics
 import subprocess
@@ -81,21 +82,20 @@ def speed_files(work: Path) -> dict[str, Path]:
     return files
 
 
-def run_once(path: Path, out: Path) -> tuple[float, int, dict]:
-    """Wall seconds from process start to exit, peak RSS (bytes), and the JSON record."""
-    import json
-
+def run_once(path: Path, out: Path) -> tuple[float, float, int, dict]:
+    """Wall seconds from process start to exit, CPU seconds (user + system), peak RSS (bytes,
+    from /usr/bin/time: a child forked from this large process would report our RSS) and the
+    JSON record of one `excnet restore` process."""
+    report = out.with_suffix(".time")
+    cmd = ["/usr/bin/time", "-f", "%U %S %M", "-o", str(report), str(EXCNET), "restore",
+           str(path), "-o", str(out), "--json", "--overwrite"]
     t0 = time.perf_counter()
-    proc = subprocess.Popen([str(EXCNET), "restore", str(path), "-o", str(out), "--json",
-                             "--overwrite"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    stdout = proc.stdout.read()
-    proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise SystemExit(f"excnet failed on {path}")
-    return wall, usage.ru_maxrss * 1024, json.loads(stdout)
+        raise SystemExit(f"excnet failed on {path}: {proc.stderr.strip()}")
+    user, system, rss_kb = report.read_text().split()[-3:]
+    return wall, float(user) + float(system), int(rss_kb) * 1024, json.loads(proc.stdout)
 
 
 def speed(work: Path, runs: int) -> None:
@@ -104,20 +104,21 @@ def speed(work: Path, runs: int) -> None:
     for label, path in files.items():
         results = [run_once(path, work / "out.jpg") for _ in range(runs)]
         walls = [r[0] for r in results]
-        stage = {key: statistics.median(r[2]["seconds"][key] for r in results)
+        stage = {key: statistics.median(r[3]["seconds"][key] for r in results)
                  for key in ("decode", "base", "estimate", "apply", "encode")}
         restore_s = stage["base"] + stage["estimate"] + stage["apply"]
         rows.append((label, path.stat().st_size / 1e6, statistics.median(walls), min(walls),
-                     stage["decode"], restore_s, stage["encode"], max(r[1] for r in results)))
+                     statistics.median(r[1] for r in results), stage["decode"], restore_s,
+                     stage["encode"], max(r[2] for r in results)))
     base = rows[-1][2]
     print(f"\n24 MP ({SIZE_24MP[1]}x{SIZE_24MP[0]}) to JPEG q95, `excnet restore`, {runs} runs, "
           f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
-    print("| input | MB | wall from start (median) | min | decode | restore | encode "
-          "| peak RSS | vs JPEG |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for label, mb, wall, low, dec, rest, enc, rss in rows:
-        print(f"| {label} | {mb:.1f} | {wall:.2f} s | {low:.2f} s | {dec:.2f} | {rest:.2f} "
-              f"| {enc:.2f} | {rss / 2**20:.0f} MB | {wall / base:.2f}x |")
+    print("| input | MB | wall from start (median) | min | CPU s (user+sys) | decode | restore "
+          "| encode | peak RSS | wall vs JPEG |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for label, mb, wall, low, cpu, dec, rest, enc, rss in rows:
+        print(f"| {label} | {mb:.1f} | {wall:.2f} s | {low:.2f} s | {cpu:.2f} | {dec:.2f} "
+              f"| {rest:.2f} | {enc:.2f} | {rss / 2**20:.0f} MB | {wall / base:.2f}x |")
 
 
 # --------------------------------------------------------------------------- banding
