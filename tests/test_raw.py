@@ -170,8 +170,9 @@ def refused(data: bytes, name: str, *fragments: str, **kwargs) -> str:
 
 
 @pytest.mark.parametrize("keep", [0.3, 0.9])
-def test_truncated_raw(dng, keep: float) -> None:
+def test_truncated_raw(dng, keep: float, capfd) -> None:
     refused(dng[: int(len(dng) * keep)], "cut.dng", "truncated or corrupt")
+    assert capfd.readouterr().err == ""  # LibRaw's own complaint never reaches the terminal
 
 
 def test_not_a_raw(tmp_path: Path) -> None:
@@ -186,9 +187,7 @@ def test_unknown_cfa(scene) -> None:
 
 
 def test_zero_sized_frame() -> None:
-    data = write_dng(np.zeros((0, 64), np.uint16))
-    msg = refused(data, "empty.dng")
-    assert "zero-sized" in msg or "corrupt" in msg or "not a camera RAW" in msg
+    refused(write_dng(np.zeros((0, 64), np.uint16)), "empty.dng", "zero-sized image (64x0")
 
 
 def test_size_limits_checked_before_developing(dng) -> None:

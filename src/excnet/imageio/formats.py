@@ -175,6 +175,33 @@ def _tiff_is_raw(data: bytes) -> bool:
     return False
 
 
+def tiff_data_cut(data: bytes) -> bool:
+    """Whether a classic TIFF's image data (strips or tiles of IFD0 and its SubIFDs) runs past
+    the end of the file: the mark of a cut-off RAW file, found before a decoder complains."""
+    if data[:4] not in _TIFF_MAGIC:
+        return False
+    endian = "<" if data[:2] == b"II" else ">"
+    try:
+        (ifd0,) = struct.unpack_from(endian + "I", data, 4)
+        ifds = [_ifd_entries(data, endian, ifd0)]
+        sub = ifds[0].get(_SUB_IFDS)
+        for i in range(min(sub[1], 8) if sub else 0):
+            ifds.append(_ifd_entries(data, endian, _short_or_long(data, endian, sub, i)))
+        for entries in ifds:
+            for offsets_tag, counts_tag in ((273, 279), (324, 325)):
+                offsets, counts = entries.get(offsets_tag), entries.get(counts_tag)
+                if offsets is None or counts is None:
+                    continue
+                for i in range(min(offsets[1], counts[1], 65536)):
+                    end = (_short_or_long(data, endian, offsets, i)
+                           + _short_or_long(data, endian, counts, i))
+                    if end > len(data):
+                        return True
+    except struct.error:
+        return True
+    return False
+
+
 def header_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) from a PNG IHDR, JPEG SOF or TIFF IFD0, read without decoding; else None."""
     if data.startswith(_PNG_SIGNATURE) and data[12:16] == b"IHDR" and len(data) >= 24:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import iccprofiles
-from .formats import RAW, ImageError
+from .formats import RAW, ImageError, tiff_data_cut
 from .metadata import read_metadata
 from .rawoptions import COLORSPACES, DEMOSAIC, HIGHLIGHT_MODES, RawOptions
 
@@ -41,6 +41,9 @@ def decode_raw(data: bytes, name: str, max_pixels: int, options: RawOptions) -> 
 
     from .reading import ImageFile
 
+    if tiff_data_cut(data):  # LibRaw would print its own line to stderr, then fail
+        raise ImageError(f"{name}: truncated or corrupt RAW data (image data runs past the end "
+                         "of the file)")
     raw = rawpy.RawPy()
     try:
         try:

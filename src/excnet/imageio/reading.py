@@ -193,6 +193,7 @@ def decode_image(
         raise _too_many_bytes(name, len(data), max_bytes)
     if not data:
         raise ImageError(f"{name}: file is empty")
+    _check_header_size(data, name, max_pixels)
     claimed = sniff_format(data, name)
     if claimed == RAW:
         from .raw import decode_raw
@@ -202,7 +203,6 @@ def decode_image(
     # Never accept a partial image; this is Pillow's default, asserted rather than assumed.
     if _PILImageFile.LOAD_TRUNCATED_IMAGES:
         raise ImageError(f"{name}: refusing to decode while PIL LOAD_TRUNCATED_IMAGES is enabled")
-    _check_header_size(data, name, max_pixels)
     # Warnings (odd metadata, Pillow's bomb *warning* above 89 MP) are left alone on purpose:
     # warnings.catch_warnings() is not thread-safe and a web service decodes in threads.
     try:
