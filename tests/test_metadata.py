@@ -156,6 +156,27 @@ def test_orientation_applied_and_thumbnail_dropped() -> None:
     assert decode_image(out).pixels.shape == (64, 48, 3)  # not rotated a second time
 
 
+@pytest.mark.parametrize("orientation", [8, 1])
+def test_caller_exif_is_cleaned_on_write(orientation: int) -> None:
+    """An EXIF block handed in by a caller (not read by excnet) loses thumbnail and rotation."""
+    from excnet.imageio import ImageFile
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48)).save(buf, "JPEG")
+    data = pyexiv2.ImageData(tagged(buf.getvalue(), orientation=orientation))
+    thumb = io.BytesIO()
+    Image.new("RGB", (16, 12), (255, 0, 0)).save(thumb, "JPEG")
+    data.modify_thumbnail(thumb.getvalue())
+    with Image.open(io.BytesIO(data.get_bytes())) as im:
+        block = im.info["exif"]
+    like = ImageFile(scene(), "JPEG", exif=block)
+    out = encode_image(scene(), "PNG", like=like)
+    exif, _, _ = read_back(out)
+    assert exif["Exif.Image.Orientation"] == "1" and exif["Exif.Canon.OwnerName"] == "Ansel"
+    assert not pyexiv2.ImageData(out).read_thumbnail()
+    assert decode_image(out).pixels.shape == (48, 64, 3)
+
+
 def test_threads_share_exiv2_safely() -> None:
     sources = [jpeg_input(), tiff_input(), dng_input()] * 4
 

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 
-from PIL import Image
+from PIL import ExifTags, Image
 
 EXIF_HEADER = b"Exif\x00\x00"
 # IFD0 tags that describe the photo; every other Exif.Image tag describes the file's layout.
@@ -143,7 +143,7 @@ def clean_exif(exif: bytes | None) -> bytes | None:
     parsed = Image.Exif()
     try:
         parsed.load(block)
-        ifd1 = parsed.get_ifd(0x0001) if hasattr(parsed, "get_ifd") else {}
+        ifd1 = parsed.get_ifd(ExifTags.IFD.IFD1)  # the thumbnail's IFD
     except Exception:  # noqa: BLE001
         return None
     if parsed.get(0x0112, 1) == 1 and not ifd1 and not any(
