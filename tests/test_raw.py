@@ -154,6 +154,8 @@ def test_tiff_shaped_raw_is_recognised_by_content(tmp_path: Path, dng) -> None:
         (tmp_path / name).write_bytes(dng)
         img = read_image(tmp_path / name)
         assert img.format == RAW and img.pixels.shape == (160, 224, 3)
+    (tmp_path / "export.dng").write_bytes(plain.getvalue())  # a plain TIFF with a RAW name
+    assert read_image(tmp_path / "export.dng").format == "TIFF"
 
 
 # --------------------------------------------------------------------------- bad input
@@ -178,7 +180,8 @@ def test_truncated_raw(dng, keep: float, capfd) -> None:
 def test_not_a_raw(tmp_path: Path) -> None:
     refused(b"this is not a photo\n" * 50, "notes.nef", "not an image file")
     fake = b"II*\x00" + b"\x08\x00\x00\x00" + bytes(200)  # TIFF magic, nothing inside
-    refused(fake, "fake.cr2", "RAW")
+    refused(fake, "fake.cr2", "truncated or corrupt")
+    refused(b"FUJIFILMCCD-RAW " + bytes(300), "fake.raf", "not a camera RAW file")
 
 
 def test_unknown_cfa(scene) -> None:

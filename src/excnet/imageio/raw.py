@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 _KNEE = 0.75  # linear level above which a gain > 1 compresses instead of clipping
 
 
+class NotRawError(ImageError):
+    """LibRaw does not recognise the file (it may still be a plain image with a RAW suffix)."""
+
+
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -49,7 +53,7 @@ def decode_raw(data: bytes, name: str, max_pixels: int, options: RawOptions) -> 
         try:
             raw.open_buffer(io.BytesIO(data))
         except rawpy.LibRawFileUnsupportedError:
-            raise ImageError(f"{name}: not a camera RAW file LibRaw can read") from None
+            raise NotRawError(f"{name}: not a camera RAW file LibRaw can read") from None
         except (rawpy.LibRawError, rawpy.LibRawFatalError, ValueError) as exc:
             raise ImageError(f"{name}: truncated or corrupt RAW data ({_short(exc)})") from None
         sizes = raw.sizes

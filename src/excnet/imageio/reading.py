@@ -196,9 +196,14 @@ def decode_image(
     _check_header_size(data, name, max_pixels)
     claimed = sniff_format(data, name)
     if claimed == RAW:
-        from .raw import decode_raw
+        from .raw import NotRawError, decode_raw
 
-        return decode_raw(data, name, max_pixels, raw or _DEFAULT_RAW)
+        try:
+            return decode_raw(data, name, max_pixels, raw or _DEFAULT_RAW)
+        except NotRawError:
+            if sniff_format(data) != "TIFF":  # only the name said RAW: a plain TIFF after all
+                raise
+            claimed = "TIFF"
     register_heif()
     # Never accept a partial image; this is Pillow's default, asserted rather than assumed.
     if _PILImageFile.LOAD_TRUNCATED_IMAGES:
