@@ -127,6 +127,20 @@ def test_metadata_carried(source: str, fmt: str) -> None:
         assert maker_note_offsets_valid(block)
 
 
+def test_oversized_maker_note_is_dropped_not_the_rest() -> None:
+    """A RAW's EXIF can outgrow a JPEG's 64 kB segment: the maker note goes, the rest stays."""
+    img = pyexiv2.ImageData(dng_input())
+    img.modify_exif({"Exif.Image.Make": "Excnet", "Exif.Canon.OwnerName": None,
+                     "Exif.Canon.FirmwareVersion": None,
+                     "Exif.Photo.MakerNote": " ".join(["7"] * 70_000)})
+    source = img.get_bytes()
+    decoded = decode_image(source, name="big-notes.dng")
+    exif, _, _ = read_back(encode_image(decoded.pixels, "JPEG", like=decoded))
+    assert "Exif.Photo.MakerNote" not in exif
+    assert exif["Exif.Photo.LensModel"] == TAGS["Exif.Photo.LensModel"]
+    assert exif["Exif.GPSInfo.GPSLatitude"] == TAGS["Exif.GPSInfo.GPSLatitude"]
+
+
 def test_source_layout_tags_are_not_carried() -> None:
     img = decode_image(dng_input(), name="a.dng")
     exif, _, _ = read_back(encode_image(img.pixels, "JPEG", like=img))

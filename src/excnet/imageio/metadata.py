@@ -29,8 +29,6 @@ _IFD0_KEPT = frozenset({
     "XPKeywords", "XPSubject", "ExifTag", "GPSTag", "CameraSerialNumber", "LensInfo",
     "ImageUniqueID", "YCbCrPositioning",
 })
-# Groups of the photo's own metadata (everything else is IFD0/IFD1 or a maker note).
-_STANDARD_GROUPS = frozenset({"Photo", "GPSInfo", "Iop"})
 _LOCK = threading.Lock()
 
 
@@ -71,45 +69,43 @@ def _exif_of_jpeg(jpeg: bytes) -> bytes | None:
     return exif or None
 
 
-def _layout_keys(keys: Iterator[str], drop_maker_notes: bool = False) -> list[str]:
+def _layout_keys(keys: list[str]) -> list[str]:
     """The EXIF keys (``Exif.Group.Tag``) that describe the file rather than the photo."""
     out = []
     for key in keys:
         _, group, tag = key.split(".", 2)
         if group == "Image":
-            if tag not in _IFD0_KEPT:
-                out.append(key)
-        elif group.startswith(("SubImage", "Thumbnail", "Image")) or (
-            drop_maker_notes and group not in _STANDARD_GROUPS
-        ):
+            drop = tag not in _IFD0_KEPT
+        else:  # IFD1 (Thumbnail), Image2.., SubImage1..: previews and raw data layouts
+            drop = group.startswith(("SubImage", "Thumbnail", "Image"))
+        if drop:
             out.append(key)
     return out
 
 
 def _clean_into_carrier(ex, source) -> bytes | None:  # noqa: ANN001 - pyexiv2 objects
-    """Copy source's EXIF into a blank JPEG, clean it there, return the EXIF block."""
-    for drop_maker_notes in (False, True):
-        carrier = ex.ImageData(_blank_jpeg())
-        try:
-            source.copy_to_another_image(carrier, exif=True, iptc=False, xmp=False,
-                                         comment=False, icc=False, thumbnail=False)
-            keys = list(carrier.read_exif())
-            if not keys:
-                return None
-            changes: dict[str, str | None] = dict.fromkeys(
-                _layout_keys(iter(keys), drop_maker_notes))
-            changes["Exif.Image.Orientation"] = "1"
-            carrier.modify_exif(changes)
-            carrier.clear_thumbnail()
-            return _exif_of_jpeg(carrier.get_bytes())
-        except Exception:  # noqa: BLE001 - too large for one JPEG segment: retry without notes
-            continue
-        finally:
-            carrier.close()
-    return None
+    """Copy source's EXIF into a blank JPEG, clean it there, return the EXIF block (None if
+    there is none or exiv2 cannot carry it). exiv2 itself leaves out a maker note that would
+    not fit the JPEG's 64 kB EXIF segment."""
+    carrier = ex.ImageData(_blank_jpeg())
+    try:
+        source.copy_to_another_image(carrier, exif=True, iptc=False, xmp=False,
+                                     comment=False, icc=False, thumbnail=False)
+        keys = list(carrier.read_exif())
+        if not keys:
+            return None
+        changes: dict[str, str | None] = dict.fromkeys(_layout_keys(keys))
+        changes["Exif.Image.Orientation"] = "1"
+        carrier.modify_exif(changes)
+        carrier.clear_thumbnail()
+        return _exif_of_jpeg(carrier.get_bytes())
+    except Exception:  # noqa: BLE001 - metadata exiv2 cannot carry is dropped, not fatal
+        return None
+    finally:
+        carrier.close()
 
 
-def read_metadata(data: bytes, *, exif: bool = True) -> Metadata:
+def read_metadata(data: bytes) -> Metadata:
     """EXIF (cleaned), XMP and IPTC of an image file's bytes; empty parts are None.
 
     A file exiv2 cannot parse yields empty Metadata (its pixels may still be fine).
@@ -120,7 +116,7 @@ def read_metadata(data: bytes, *, exif: bool = True) -> Metadata:
         except Exception:  # noqa: BLE001 - unreadable metadata is not fatal
             return Metadata()
         try:
-            block = _clean_into_carrier(ex, source) if exif else None
+            block = _clean_into_carrier(ex, source)
             try:
                 xmp = source.read_raw_xmp() or None
             except Exception:  # noqa: BLE001
