@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 from functools import cache
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,20 +18,13 @@ from . import iccprofiles
 from .formats import RAW, ImageError, tiff_data_cut
 from .metadata import read_metadata
 from .rawoptions import COLORSPACES, DEMOSAIC, HIGHLIGHT_MODES, RawOptions
-
-if TYPE_CHECKING:
-    from .reading import ImageFile
+from .reading import ImageFile, short, too_many_pixels
 
 _KNEE = 0.75  # linear level above which a gain > 1 compresses instead of clipping
 
 
 class NotRawError(ImageError):
     """LibRaw does not recognise the file (it may still be a plain image with a RAW suffix)."""
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def decode_raw(data: bytes, name: str, max_pixels: int, options: RawOptions) -> ImageFile:
@@ -42,8 +34,6 @@ def decode_raw(data: bytes, name: str, max_pixels: int, options: RawOptions) -> 
     unpacked or demosaiced. Every failure raises ImageError with a one-line message.
     """
     import rawpy
-
-    from .reading import ImageFile
 
     if tiff_data_cut(data):  # LibRaw would print its own line to stderr, then fail
         raise ImageError(f"{name}: truncated or corrupt RAW data (image data runs past the end "
@@ -55,14 +45,13 @@ def decode_raw(data: bytes, name: str, max_pixels: int, options: RawOptions) -> 
         except rawpy.LibRawFileUnsupportedError:
             raise NotRawError(f"{name}: not a camera RAW file LibRaw can read") from None
         except (rawpy.LibRawError, rawpy.LibRawFatalError, ValueError) as exc:
-            raise ImageError(f"{name}: truncated or corrupt RAW data ({_short(exc)})") from None
+            raise ImageError(f"{name}: truncated or corrupt RAW data ({short(exc)})") from None
         sizes = raw.sizes
         width, height = int(sizes.width), int(sizes.height)
         if width <= 0 or height <= 0 or sizes.raw_width <= 0 or sizes.raw_height <= 0:
             raise ImageError(f"{name}: zero-sized image ({width}x{height} pixels)")
         if width * height > max_pixels:
-            raise ImageError(
-                f"{name}: {width}x{height} pixels exceeds the limit of {max_pixels} pixels")
+            raise too_many_pixels(name, width, height, max_pixels)
         _check_sensor(raw, name)
         pixels = _develop(raw, options, name)
     finally:
@@ -83,7 +72,7 @@ def _check_sensor(raw, name: str) -> None:  # noqa: ANN001 - rawpy.RawPy
         pattern = raw.raw_pattern
         colours = raw.num_colors
     except rawpy.LibRawError as exc:
-        raise ImageError(f"{name}: truncated or corrupt RAW data ({_short(exc)})") from None
+        raise ImageError(f"{name}: truncated or corrupt RAW data ({short(exc)})") from None
     if kind == rawpy.RawType.Flat:
         if pattern is None or colours < 3 or len(np.unique(pattern)) < 3:
             raise ImageError(f"{name}: unknown colour filter array (cannot demosaic)")
@@ -121,7 +110,7 @@ def _develop(raw, options: RawOptions, name: str) -> np.ndarray:  # noqa: ANN001
     except MemoryError:
         raise ImageError(f"{name}: not enough memory to develop the RAW image") from None
     except (rawpy.LibRawError, rawpy.LibRawFatalError, ValueError) as exc:
-        raise ImageError(f"{name}: truncated or corrupt RAW data ({_short(exc)})") from None
+        raise ImageError(f"{name}: truncated or corrupt RAW data ({short(exc)})") from None
     if linear.ndim != 3 or linear.shape[2] != 3 or 0 in linear.shape:
         raise ImageError(f"{name}: zero-sized image after developing (shape {linear.shape})")
     return tone_table(gain, COLORSPACES[options.colorspace][1])[linear]
