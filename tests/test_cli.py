@@ -376,7 +376,7 @@ def test_interrupt_during_write_leaves_nothing(tmp_path, capsys, monkeypatch):
     def interrupted(*_args, **_kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("excnet.imageio.os.replace", interrupted)
+    monkeypatch.setattr("excnet.imageio.writing.os.replace", interrupted)
     code, _, err = cli(capsys, "restore", src, "-o", dst, "--solver", "direct")
     assert code == 130
     assert "interrupted" in err

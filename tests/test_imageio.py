@@ -14,7 +14,6 @@ import pytest
 import tifffile
 from PIL import Image, ImageCms
 
-from excnet import imageio
 from excnet.imageio import (
     ImageError,
     ImageFile,
@@ -22,6 +21,7 @@ from excnet.imageio import (
     encode_image,
     read_image,
     write_image,
+    writing,
 )
 
 # --------------------------------------------------------------------------- helpers
@@ -487,7 +487,7 @@ def test_failed_encode_leaves_target_untouched(tmp_path: Path, monkeypatch) -> N
     def broken(*args: object, **kwargs: object) -> bytes:
         raise OSError("encoder exploded")
 
-    monkeypatch.setattr(imageio, "_encode_pil", broken)
+    monkeypatch.setattr(writing, "_encode_pil", broken)
     with pytest.raises(ImageError, match="photo.jpg"):
         write_image(target, smooth_rgb())
     assert target.read_bytes() == b"original"
@@ -509,7 +509,7 @@ def test_failed_write_removes_temp_and_keeps_target(
         seen_temp.append(temps[0].name)
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(imageio.os, fail_at, boom)
+    monkeypatch.setattr(writing.os, fail_at, boom)
     with pytest.raises(ImageError, match=r"^photo.png: cannot write file \(No space left"):
         write_image(target, smooth_rgb())
     monkeypatch.undo()

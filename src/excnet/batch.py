@@ -26,16 +26,17 @@ from .curve import Curve
 from .imageio import (
     ImageError,
     ImageFile,
+    RawOptions,
     decode_image,
     encode_image,
     format_from_path,
     read_image,
     write_image,
 )
+from .imageio.formats import IMAGE_SUFFIXES, output_name
 from .manifest import DoneSet
 from .pipeline import Restorer
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".heic", ".heif"})
 # The hidden temp files of imageio's atomic writes: .NAME.XXXXXXXX.tmp
 _TEMP_FILE = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
 
@@ -45,13 +46,15 @@ Job = tuple[str, str]
 @dataclass(frozen=True)
 class BatchConfig:
     """What every worker needs: Restorer keyword options, a fixed curve (or None to estimate),
-    the output quality, fsspec storage options and the torch/OpenCV thread count."""
+    the output quality, fsspec storage options, the torch/OpenCV thread count and how camera
+    RAW files are developed."""
 
     options: dict = field(default_factory=dict)
     curve: Curve | None = None
     quality: int = 95
     storage_options: dict = field(default_factory=dict)
     threads: int = 1
+    raw: RawOptions = field(default_factory=RawOptions)
 
 
 def is_uri(path: str) -> bool:
@@ -113,13 +116,30 @@ def join(root: str, rel: str) -> str:
     return os.path.join(root, *rel.split("/"))
 
 
-def plan(src_root: str, dst_root: str, done: DoneSet,
-         storage_options: dict | None = None) -> Iterator[Job]:
-    """The jobs still to do: each image under src_root, mirrored under dst_root, not in done."""
+def plan(src_root: str, dst_root: str, done: DoneSet, storage_options: dict | None = None,
+         conflicts: list[dict] | None = None) -> Iterator[Job]:
+    """The jobs still to do: each image under src_root, mirrored under dst_root, not in done.
+
+    A RAW file's mirror is NAME.tif. A file whose mirror another input of its folder already
+    claims (IMG.NEF and IMG.tif, or IMG.NEF and IMG.DNG; names compared ignoring case) gets
+    no job: an error record for it is appended to ``conflicts``.
+    """
+    claimed: dict[str, str] = {}  # mirror name (lower case) → input, for the current folder
+    folder = None
     for rel in list_images(src_root, storage_options):
-        src = join(src_root, rel)
-        if src not in done:
-            yield src, join(dst_root, rel)
+        parent, _, name = rel.rpartition("/")
+        if parent != folder:
+            folder, claimed = parent, {}
+        out_rel = f"{parent}/{output_name(name)}" if parent else output_name(name)
+        src, dst = join(src_root, rel), join(dst_root, out_rel)
+        first = claimed.setdefault(out_rel.lower(), src)
+        if first != src:
+            if conflicts is not None:
+                rec = new_record(src, dst)
+                rec["error"] = f"{src}: output {dst} is already the output of {first} (skipped)"
+                conflicts.append(rec)
+        elif src not in done:
+            yield src, dst
 
 
 def sweep_temp_files(root: str | os.PathLike[str]) -> int:
@@ -140,10 +160,11 @@ def sweep_temp_files(root: str | os.PathLike[str]) -> int:
     return removed
 
 
-def read_file(src: str, storage_options: dict | None = None) -> ImageFile:
-    """Read a local file or fsspec URI with excnet's decoder (EXIF, ICC and 16 bits kept)."""
+def read_file(src: str, storage_options: dict | None = None,
+              raw: RawOptions | None = None) -> ImageFile:
+    """Read a local file or fsspec URI with excnet's decoder (metadata and 16 bits kept)."""
     if not is_uri(src):
-        return read_image(src)
+        return read_image(src, raw=raw)
     fs, path = _filesystem(src, storage_options or {})
     try:
         data = fs.cat_file(path)
@@ -151,7 +172,7 @@ def read_file(src: str, storage_options: dict | None = None) -> ImageFile:
         raise ImageError(f"{src}: missing file (no such object)") from None
     except OSError as exc:
         raise ImageError(f"{src}: cannot read ({exc})") from None
-    return decode_image(data, name=src)
+    return decode_image(data, name=src, raw=raw)
 
 
 def write_file(dst: str, pixels: np.ndarray, like: ImageFile, quality: int = 95,
@@ -192,7 +213,7 @@ def error_naming(src: str, message: str) -> str:
 
 def restore_file(restorer: Restorer, src: str | os.PathLike[str], dst: str | os.PathLike[str],
                  curve: Curve | None = None, quality: int = 95, overwrite: bool = True,
-                 storage_options: dict | None = None) -> dict:
+                 storage_options: dict | None = None, raw: RawOptions | None = None) -> dict:
     """Read src, restore it (estimating the curve unless given), write dst; return the record.
 
     Bad input is recorded (status "error", a one-line message naming the file), not raised.
@@ -201,7 +222,7 @@ def restore_file(restorer: Restorer, src: str | os.PathLike[str], dst: str | os.
     src, dst = str(src), str(dst)
     t0 = time.perf_counter()
     try:
-        img = read_file(src, storage_options)
+        img = read_file(src, storage_options, raw)
         t1 = time.perf_counter()
         res = restorer.restore(img.pixels, curve)
         t2 = time.perf_counter()
@@ -224,7 +245,7 @@ def restore_job(restorer: Restorer, job: Job, config: BatchConfig) -> dict:
     src, dst = job
     try:
         return restore_file(restorer, src, dst, config.curve, config.quality,
-                            storage_options=config.storage_options)
+                            storage_options=config.storage_options, raw=config.raw)
     except Exception as exc:  # noqa: BLE001 - recorded, and the batch goes on
         rec = new_record(src, dst)
         rec["error"] = f"{src}: internal error ({type(exc).__name__}: {exc})"

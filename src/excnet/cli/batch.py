@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from itertools import chain
 
 from ..batch import (
     BatchConfig,
@@ -23,9 +24,11 @@ from ..manifest import DoneSet, ManifestWriter
 from .common import (
     UsageError,
     add_curve_options,
+    add_raw_options,
     given_curve,
     print_json,
     progress,
+    raw_options,
     restorer_options,
 )
 
@@ -59,6 +62,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true",
                    help="print one JSON record per processed file")
     add_curve_options(p)
+    add_raw_options(p)
     p.set_defaults(run=run_batch)
 
 
@@ -100,7 +104,8 @@ def run_batch(args: argparse.Namespace) -> int:
     workers = args.workers or (None if args.engine == "ray" else default_workers())
     config = BatchConfig(options=restorer_options(args), curve=given_curve(args),
                          quality=args.quality, storage_options=storage,
-                         threads=max(1, default_workers() // (workers or 1)))
+                         threads=max(1, default_workers() // (workers or 1)),
+                         raw=raw_options(args))
 
     resuming = os.path.exists(manifest)
     done = DoneSet.from_manifest(manifest) if resuming else DoneSet(iter(()))
@@ -112,7 +117,8 @@ def run_batch(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"excnet: {args.input}: cannot list ({exc})", file=sys.stderr)
         return 1
-    jobs = plan(args.input, args.output, done, storage)
+    conflicts: list[dict] = []  # inputs whose output another input claims, filled by plan
+    jobs = plan(args.input, args.output, done, storage, conflicts)
     if args.engine == "ray":
         try:
             from ..batch_ray import run_ray
@@ -128,7 +134,7 @@ def run_batch(args: argparse.Namespace) -> int:
     bar = progress(todo, not args.json, label="batch")
     with ManifestWriter(manifest) as writer, bar as advance:
         try:
-            for rec in records:
+            for rec in chain(records, conflicts):
                 writer.write(rec)
                 if rec["status"] == "ok":
                     ok += 1

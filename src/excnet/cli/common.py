@@ -12,10 +12,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..curve import Curve
+from ..imageio.formats import IMAGE_SUFFIXES
+from ..imageio.rawoptions import COLORSPACES, DEMOSAIC, EXPOSURE_RANGE, HIGHLIGHT_MODES, RawOptions
 from ..pipeline import DEFAULT_SOLVER, SOLVERS, Restorer
 from ..tone import FAITHFUL, IMPROVED, ToneOptions
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".heic", ".heif"}
 OUTPUT_TAG = ".excnet"
 
 
@@ -46,6 +47,33 @@ def add_curve_options(p: argparse.ArgumentParser, default_solver: str = DEFAULT_
     g.add_argument("--phi-h", type=float, default=None, help="use this phi_h, skip estimation")
     g.add_argument("--params", type=Path, default=None, metavar="FILE",
                    help="apply the curve saved in FILE (JSON from `excnet estimate --save`)")
+
+
+def add_raw_options(p: argparse.ArgumentParser) -> None:
+    """How camera RAW inputs are developed before restoration."""
+    g = p.add_argument_group("camera RAW",
+                             f"RAW files are developed by LibRaw: {DEMOSAIC} demosaic at full "
+                             "resolution, camera white balance and colour matrix, no automatic "
+                             "brightening, 16 bits")
+    low, high = EXPOSURE_RANGE
+    g.add_argument("--exposure", type=float, default=0.0, metavar="EV",
+                   help=f"exposure compensation in stops, {low:+g}..{high:+g} (default 0; "
+                        "highlights are preserved)")
+    g.add_argument("--colorspace", choices=tuple(COLORSPACES), default="srgb",
+                   help="output colour space, its ICC profile embedded (default srgb)")
+    g.add_argument("--highlights", choices=tuple(HIGHLIGHT_MODES), default="blend",
+                   help="clipped highlights: blend rolls clipped skies off to neutral white "
+                        "(default), reconstruct rebuilds them (keeps a little colour), clip cuts "
+                        "every channel at white")
+
+
+def raw_options(args: argparse.Namespace) -> RawOptions:
+    """The RAW development settings from the command line (checked)."""
+    try:
+        return RawOptions(exposure=args.exposure, colorspace=args.colorspace,
+                          highlights=args.highlights)
+    except ValueError as exc:
+        raise UsageError(f"--exposure: {exc}") from None
 
 
 def given_curve(args: argparse.Namespace) -> Curve | None:

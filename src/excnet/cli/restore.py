@@ -11,17 +11,20 @@ from pathlib import Path
 
 from ..batch import error_naming, new_record, restore_file
 from ..curve import Curve
-from ..imageio import ImageError, read_image
+from ..imageio import ImageError, RawOptions, read_image
+from ..imageio.formats import output_name, output_suffix
 from ..pipeline import Restorer
 from .common import (
     OUTPUT_TAG,
     UsageError,
     add_curve_options,
+    add_raw_options,
     find_images,
     given_curve,
     make_restorer,
     print_json,
     progress,
+    raw_options,
 )
 
 
@@ -31,12 +34,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     p.add_argument("-o", "--output", type=Path, default=None, metavar="OUT",
                    help="output file (one input file) or folder (mirrors input folders); "
-                        f"default: NAME{OUTPUT_TAG}.EXT beside each input")
+                        f"default: NAME{OUTPUT_TAG}.EXT beside each input (.tif for RAW)")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP/HEIC quality (default 95)")
     p.add_argument("--overwrite", action="store_true",
                    help="allow an output to replace an input file")
     p.add_argument("--json", action="store_true", help="print one JSON record per input")
     add_curve_options(p)
+    add_raw_options(p)
     p.set_defaults(run=run_restore)
 
     e = sub.add_parser("estimate", help="estimate curve parameters without writing images",
@@ -46,20 +50,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="write the curve (the median phi over all inputs) as JSON to FILE")
     e.add_argument("--json", action="store_true", help="print one JSON record per input")
     add_curve_options(e)
+    add_raw_options(e)
     e.set_defaults(run=run_estimate)
 
 
 def _output_path(src: Path, root: Path | None, out: Path | None, single_file: bool,
                  one_folder: bool) -> Path:
     """Where src goes: beside it, at OUT, or mirrored under OUT (one input folder's contents go
-    straight into OUT; with several inputs each folder keeps its name under OUT)."""
+    straight into OUT; with several inputs each folder keeps its name under OUT). A RAW file
+    becomes a TIFF."""
     if out is None:
-        return src.with_name(f"{src.stem}{OUTPUT_TAG}{src.suffix}")
+        return src.with_name(f"{src.stem}{OUTPUT_TAG}{output_suffix(src)}")
     if single_file:
         return out
     if root is None:
-        return out / src.name
-    rel = src.relative_to(root)
+        return out / output_name(src.name)
+    rel = src.relative_to(root).with_name(output_name(src.name))
     return out / rel if one_folder else out / root.resolve().name / rel
 
 
@@ -67,6 +73,7 @@ def run_restore(args: argparse.Namespace) -> int:
     if args.quality < 1 or args.quality > 100:
         raise UsageError("--quality must be between 1 and 100")
     curve = given_curve(args)
+    raw = raw_options(args)
     restorer = make_restorer(args)
     jobs = list(find_images(args.inputs, skip_outputs=args.output is None))
     single_file = (len(args.inputs) == 1 and len(jobs) == 1 and jobs[0][1] is None
@@ -79,7 +86,7 @@ def run_restore(args: argparse.Namespace) -> int:
     with progress(len(jobs), enabled=not args.json) as advance:
         for src, root in jobs:
             dst = _output_path(src, root, args.output, single_file, one_folder)
-            rec = _restore_one(restorer, src, dst, curve, args, inputs, written)
+            rec = _restore_one(restorer, src, dst, curve, args, inputs, written, raw)
             if rec["status"] != "ok":
                 failures.append(rec["error"])
                 print(f"excnet: {rec['error']}", file=sys.stderr)
@@ -100,7 +107,8 @@ def _empty_folders(inputs: list[Path], jobs: list[tuple[Path, Path | None]]) -> 
 
 
 def _restore_one(restorer: Restorer, src: Path, dst: Path, curve: Curve | None,
-                 args: argparse.Namespace, inputs: set[str], written: set[str]) -> dict:
+                 args: argparse.Namespace, inputs: set[str], written: set[str],
+                 raw: RawOptions) -> dict:
     """Restore src to dst, unless dst is an input (without --overwrite) or an earlier output."""
     target = os.path.realpath(dst)
     error = None
@@ -112,7 +120,7 @@ def _restore_one(restorer: Restorer, src: Path, dst: Path, curve: Curve | None,
         rec = new_record(src, dst)
         rec["error"] = error
         return rec
-    rec = restore_file(restorer, src, dst, curve, quality=args.quality)
+    rec = restore_file(restorer, src, dst, curve, quality=args.quality, raw=raw)
     if rec["status"] == "ok":
         written.add(target)
     return rec
@@ -139,6 +147,7 @@ def _summary(verb: str, total: int, failures: list[str], quiet: bool) -> int:
 def run_estimate(args: argparse.Namespace) -> int:
     if given_curve(args) is not None:
         raise UsageError("estimate computes phi; --params/--phi-s/--phi-h make no sense here")
+    raw = raw_options(args)
     restorer = make_restorer(args)
     jobs = list(find_images(args.inputs, skip_outputs=True))
     empty = _empty_folders(args.inputs, jobs)
@@ -149,7 +158,7 @@ def run_estimate(args: argparse.Namespace) -> int:
             rec = new_record(src, None)
             t0 = time.perf_counter()
             try:
-                img = read_image(src)
+                img = read_image(src, raw=raw)
                 est, _ = restorer.estimate(img.pixels)
             except (ImageError, ValueError, OSError) as exc:
                 rec["error"] = error_naming(str(src), str(exc))

@@ -23,10 +23,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="restorations run at once, each with a warm restorer (default 2)")
     p.add_argument("--queue", type=int, default=8,
                    help="requests that may wait for a worker; more get 503 (default 8)")
-    p.add_argument("--max-upload-bytes", type=int, default=32 * 1024 * 1024, metavar="N",
-                   help="largest accepted upload (default 32 MiB)")
-    p.add_argument("--max-pixels", type=int, default=40_000_000, metavar="N",
-                   help="largest accepted image in pixels (default 40 M)")
+    p.add_argument("--max-upload-bytes", type=int, default=100 * 1024 * 1024, metavar="N",
+                   help="largest accepted upload (default 100 MiB: camera RAW files)")
+    p.add_argument("--max-pixels", type=int, default=60_000_000, metavar="N",
+                   help="largest accepted image in pixels (default 60 M)")
     p.add_argument("--solver", choices=SOLVERS, default=DEFAULT_SOLVER,
                    help=f"default estimator (default {DEFAULT_SOLVER})")
     p.add_argument("--arch", choices=("small", "reference"), default="small",

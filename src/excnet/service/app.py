@@ -46,6 +46,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..curve import Curve
 from ..imageio import FORMATS, ImageError, ImageFile, decode_image, encode_image
+from ..imageio.formats import default_output_format
 from ..pipeline import DEFAULT_SOLVER, SOLVERS, Restorer
 from ..tone import IMPROVED
 from . import context
@@ -88,8 +89,8 @@ CANCELLED_STATUS = {CLIENT_GONE[0]: 499, SHUTTING_DOWN[0]: 503}
 class Settings:
     """Service limits and the default estimation settings (those of the CLI)."""
 
-    max_upload_bytes: int = 32 * 1024 * 1024
-    max_pixels: int = 40_000_000
+    max_upload_bytes: int = 100 * 1024 * 1024  # a camera RAW file
+    max_pixels: int = 60_000_000
     workers: int = 2
     queue: int = 8
     solver: str = DEFAULT_SOLVER
@@ -260,7 +261,7 @@ def _image_error(message: str) -> DecodeError:
         return DecodeError(413, code, message)
     if "not an image" in message or "unsupported image format" in message:
         return DecodeError(415, "unsupported_type",
-                           f"{message}. Supported: {', '.join(FORMATS)}")
+                           f"{message}. Supported: {', '.join(FORMATS)}, camera RAW")
     if "file is empty" in message:
         return DecodeError(400, "empty_file", message)
     return DecodeError(422, "bad_image", message)
@@ -286,7 +287,7 @@ def restore_job(pool: WorkerPool, settings: Settings, job: Job) -> dict:
     for stage, seconds in res.seconds.items():
         pool.stage(stage, seconds)
     pool.checkpoint()
-    fmt = job.format or img.format
+    fmt = job.format or default_output_format(img.format)
     t1 = time.perf_counter()
     try:
         body = encode_image(res.image, fmt, like=img, quality=job.quality)
