@@ -8,12 +8,21 @@ import math
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..curve import Curve
-from ..pipeline import DEFAULT_SOLVER, SOLVERS, Restorer
-from ..tone import FAITHFUL, IMPROVED, ToneOptions
+from ..defaults import (
+    ARCHS,
+    DEFAULT_SOLVER,
+    FAITHFUL_HIGHLIGHT_SCALE,
+    IMPROVED_HIGHLIGHT_SCALE,
+    SOLVERS,
+)
+
+if TYPE_CHECKING:  # the parsers are built without NumPy; the commands import what they run
+    from ..curve import Curve
+    from ..pipeline import Restorer
+    from ..tone import ToneOptions
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".heic", ".heif"}
 OUTPUT_TAG = ".excnet"
@@ -29,7 +38,7 @@ def add_curve_options(p: argparse.ArgumentParser, default_solver: str = DEFAULT_
     g.add_argument("--solver", choices=SOLVERS, default=default_solver,
                    help=f"how phi is estimated (default {default_solver}; excnet is the paper's "
                         "CNN trained on the image, direct the exact minimiser it converges to)")
-    g.add_argument("--arch", choices=("small", "reference"), default="small",
+    g.add_argument("--arch", choices=ARCHS, default="small",
                    help="network width for --solver excnet (default small)")
     g.add_argument("--max-iters", type=int, default=1000, metavar="N",
                    help="safety cap on training iterations per image (default 1000)")
@@ -37,8 +46,8 @@ def add_curve_options(p: argparse.ArgumentParser, default_solver: str = DEFAULT_
     g.add_argument("--strength", "-s", type=float, default=None,
                    help="scale both phi (default 1)")
     g.add_argument("--highlight-scale", type=float, default=None, metavar="H",
-                   help=f"fraction of phi_h applied (default {IMPROVED.highlight_scale}; "
-                        f"{FAITHFUL.highlight_scale} with --faithful, as the reference)")
+                   help=f"fraction of phi_h applied (default {IMPROVED_HIGHLIGHT_SCALE}; "
+                        f"{FAITHFUL_HIGHLIGHT_SCALE} with --faithful, as the reference)")
     g.add_argument("--faithful", action="store_true",
                    help="render as the paper does (guided-filter eps 800, highlight scale 0.2, "
                         "curve not kept monotonic) instead of our measured improvements")
@@ -50,6 +59,10 @@ def add_curve_options(p: argparse.ArgumentParser, default_solver: str = DEFAULT_
 
 def given_curve(args: argparse.Namespace) -> Curve | None:
     """The curve fixed on the command line (--params or --phi-s/--phi-h), or None to estimate."""
+    from dataclasses import replace
+
+    from ..curve import Curve
+
     manual = args.phi_s is not None or args.phi_h is not None
     if manual and args.params is not None:
         raise UsageError("give either --params or --phi-s/--phi-h, not both")
@@ -69,6 +82,8 @@ def given_curve(args: argparse.Namespace) -> Curve | None:
 
 
 def tone_options(args: argparse.Namespace) -> ToneOptions:
+    from ..tone import FAITHFUL, IMPROVED
+
     return FAITHFUL if args.faithful else IMPROVED
 
 
@@ -86,6 +101,8 @@ def restorer_options(args: argparse.Namespace) -> dict:
 
 
 def make_restorer(args: argparse.Namespace) -> Restorer:
+    from ..pipeline import Restorer
+
     return Restorer(**restorer_options(args))
 
 

@@ -7,7 +7,7 @@ import os
 import socket
 import sys
 
-from ..pipeline import DEFAULT_SOLVER, SOLVERS
+from ..defaults import DEFAULT_SOLVER, SOLVERS
 from .common import UsageError
 
 
