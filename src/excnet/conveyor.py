@@ -32,7 +32,7 @@ R = TypeVar("R")
 LOOKAHEAD = 2
 _END = object()
 # glibc's mallopt parameters.
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
 
 
 def keep_freed_memory() -> bool:
@@ -51,7 +51,10 @@ def keep_freed_memory() -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    # One arena: the threads share one heap (per-thread arenas would each hold their own
+    # freed photos: 1.6 GB instead of 0.45 GB with three threads, measured).
+    return all(mallopt(param, value) for param, value in (
+        (_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1)))
 
 
 def convey(jobs: Iterable[J], make_step: Callable[[], Callable[[J], R]], workers: int,
