@@ -46,7 +46,7 @@ def _sha(path: Path) -> str:
 
 
 def test_results_in_input_order_or_as_they_finish():
-    delays = [0.12, 0.0, 0.06, 0.0, 0.03, 0.0]
+    delays = [0.3, 0.0, 0.1, 0.0, 0.05, 0.0]
 
     def make_step():
         def step(i: int) -> int:
@@ -76,7 +76,7 @@ def test_work_in_flight_is_bounded_and_each_thread_builds_one_step():
             with lock:
                 running += 1
                 peak = max(peak, running)
-            time.sleep(0.01)
+            time.sleep(0.02)
             with lock:
                 running -= 1
             return i
