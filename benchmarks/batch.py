@@ -1,62 +1,120 @@
-"""Batch throughput: images per second for the local engine (1 and 2 workers) and Ray, and
-mean ExCNet iterations per image cold (a fresh network per image) versus warm (one network
-carried through the batch).
+"""Batch throughput of `excnet batch`: photos/s for the whole command, peak memory of the
+process tree and per-stage utilisation, at 1 MP and 12 MP; mean ExCNet iterations cold vs warm.
 
-    .venv/bin/python benchmarks/batch.py [--images 200] [--repeats 3] [--solver S]
+    .venv/bin/python benchmarks/batch.py                      # 200 x 1 MP and 24 x 12 MP
+    .venv/bin/python benchmarks/batch.py --sizes 12 --repeats 1 --workers 2
+    .venv/bin/python benchmarks/batch.py --photos /tmp/bench  # keep the test photos for re-runs
 
-Prints a table of medians over --repeats runs with ratios against the 1-worker local run
-(all in this process, on the same images). Ray start-up is done once, outside the timings.
+Every run is the real command in a fresh process (`excnet batch IN OUT -j N`), timed from
+process start to exit, so start-up counts. Peak memory is the summed RSS of the process and
+all its children, sampled every 10 ms. Utilisation: each stage's summed seconds (from the
+manifest's records) over wall time x cores, so "decode 40 %" means decoding kept 40 % of the
+machine busy; "cpu" is the command's user + system time over wall x cores, and what is left
+to 100 % is idle. Ratios are against `-j 1` in the same run. 1 MP photos are the smooth
+synthetic scenes of the tests (as in 0.1); 12 MP photos are camera-like JPEGs of 4 to 5 MB
+(benchmarks/speed.py). `--ray` adds the Ray engine on a local instance started beforehand.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
+import json
+import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from conftest import make_backlit  # noqa: E402
+from speed import make_files  # noqa: E402
 
-from excnet.cli import main  # noqa: E402
 from excnet.imageio import read_image, write_image  # noqa: E402
 from excnet.pipeline import Restorer  # noqa: E402
 
+STAGES = ("decode", "base", "estimate", "apply", "encode")
+EXCNET = shutil.which("excnet", path=str(Path(sys.executable).parent)) or "excnet"
 
-def _make_images(folder: Path, n: int, h: int, w: int) -> list[Path]:
-    base = [make_backlit(h, w, seed=s) for s in range(8)]
-    paths = []
+
+def _make_1mp(folder: Path, n: int) -> None:
+    """n JPEGs of 864 x 1152 in folders of 50: 8 scenes at varied exposures (as 0.1 measured)."""
+    base = [make_backlit(864, 1152, seed=s) for s in range(8)]
     for i in range(n):
-        p = folder / f"{i // 50:02d}" / f"img{i:04d}.jpg"
-        write_image(p, base[i % 8] if i < 8 else _vary(base[i % 8], i))
-        paths.append(p)
-    return paths
+        img = base[i % 8]
+        if i >= 8:  # a different exposure, so no two files are the same image
+            img = (img.astype("float32") * (0.8 + 0.4 * ((i * 37) % 100) / 100)).clip(
+                0, 255).astype(img.dtype)
+        write_image(folder / f"{i // 50:02d}" / f"img{i:04d}.jpg", img)
 
 
-def _vary(img, i):
-    """A different exposure of a base scene, so no two files are the same image."""
-    return (img.astype("float32") * (0.8 + 0.4 * ((i * 37) % 100) / 100)).clip(0, 255).astype(
-        img.dtype)
+def photos(root: Path, mp: int, n: int) -> Path:
+    """The folder of n test photos of mp megapixels under root, made unless already there."""
+    folder = root / f"{mp}mp-{n}"
+    if len(list(folder.rglob("*.jpg"))) != n:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        if mp == 1:
+            _make_1mp(folder, n)
+        else:
+            make_files(folder, mp, n, first_seed=7000)
+    return folder
 
 
-def _time_batch(src: Path, work: Path, engine: str, workers: int, solver: str) -> float:
-    out = work / f"out-{engine}-{workers}"
+def run_batch(src: Path, out: Path, argv: list[str]) -> dict:
+    """One `excnet batch` process: wall seconds, peak tree RSS (MB), cpu seconds, records."""
     shutil.rmtree(out, ignore_errors=True)
-    args = ["batch", str(src), str(out), "--engine", engine, "-j", str(workers),
-            "--solver", solver]
-    t0 = time.perf_counter()
-    with contextlib.redirect_stderr(io.StringIO()):
-        rc = main(args)
-    seconds = time.perf_counter() - t0
-    if rc != 0:
-        raise SystemExit(f"batch failed ({engine}, {workers} workers)")
-    return seconds
+    cmd = [EXCNET, "batch", str(src), str(out), *argv]
+    start = time.perf_counter()
+    proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = cpu = 0.0
+    seen: dict[int, float] = {}
+    while proc.poll() is None:
+        try:
+            tree = [proc, *proc.children(recursive=True)]
+            rss = 0
+            for p in tree:
+                with p.oneshot():
+                    rss += p.memory_info().rss
+                    t = p.cpu_times()
+                    seen[p.pid] = t.user + t.system
+            peak = max(peak, rss)
+        except psutil.Error:
+            pass
+        time.sleep(0.01)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"batch failed: {' '.join(cmd)}\n{proc.stderr.read().decode()}")
+    cpu = max(sum(seen.values()), _children_cpu())
+    records = [json.loads(line) for line in (out / "excnet-manifest.jsonl").open()]
+    return {"wall": wall, "rss": peak / 2**20, "cpu": cpu, "records": records}
+
+
+_cpu_before = 0.0
+
+
+def _children_cpu() -> float:
+    """CPU seconds of the finished children of this process since the previous call."""
+    global _cpu_before
+    t = os.times()
+    total = t.children_user + t.children_system
+    spent, _cpu_before = total - _cpu_before, total
+    return spent
+
+
+def measure(src: Path, work: Path, n: int, argv: list[str], repeats: int) -> dict:
+    runs = [run_batch(src, work / "out", argv) for _ in range(repeats)]
+    run = sorted(runs, key=lambda r: r["wall"])[len(runs) // 2]  # the median run
+    cores = len(os.sched_getaffinity(0))
+    busy = {s: sum(r["seconds"][s] for r in run["records"]) for s in STAGES}
+    return {"wall": statistics.median(r["wall"] for r in runs), "rate": n / run["wall"],
+            "rss": max(r["rss"] for r in runs), "cpu": run["cpu"] / (run["wall"] * cores),
+            "util": {s: busy[s] / (run["wall"] * cores) for s in STAGES}}
 
 
 def _iterations(paths: list[Path]) -> tuple[float, float]:
@@ -68,51 +126,63 @@ def _iterations(paths: list[Path]) -> tuple[float, float]:
     return statistics.mean(cold), statistics.mean(warm)
 
 
-def run() -> None:
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--images", type=int, default=200)
-    ap.add_argument("--height", type=int, default=864)
-    ap.add_argument("--width", type=int, default=1152)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--solver", default=None, help="solver for the throughput runs "
-                    "(default: excnet's default)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1, 12], choices=(1, 12))
+    ap.add_argument("--images", type=int, default=200, help="1 MP photos (default 200)")
+    ap.add_argument("--images-12", type=int, default=24, help="12 MP photos (default 24)")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 3],
+                    help="-j values of the local engine (default 1 2 3)")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per row; the median is shown")
+    ap.add_argument("--solver", default="direct", help="solver for the throughput runs")
+    ap.add_argument("--ray", action="store_true", help="also the Ray engine (-j 2)")
+    ap.add_argument("--photos", type=Path, default=None,
+                    help="folder to keep the test photos in between runs (default: temporary)")
     ap.add_argument("--iteration-images", type=int, default=20,
                     help="images for the cold/warm iteration count (--solver excnet); 0 skips it")
-    ap.add_argument("--no-ray", action="store_true")
     opts = ap.parse_args()
-    from excnet.pipeline import DEFAULT_SOLVER
+    cores = len(os.sched_getaffinity(0))
+    address = None
+    if opts.ray:
+        import ray
 
-    solver = opts.solver or DEFAULT_SOLVER
-    with tempfile.TemporaryDirectory() as tmp:
+        address = ray.init(num_cpus=cores, include_dashboard=False,
+                           log_to_driver=False).address_info["address"]
+    with tempfile.TemporaryDirectory(prefix="excnet-batch-") as tmp:
         work = Path(tmp)
-        paths = _make_images(work / "in", opts.images, opts.height, opts.width)
-        mp = opts.height * opts.width / 1e6
-        print(f"{opts.images} images of {mp:.2f} MP (JPEG), solver {solver}, "
-              f"median of {opts.repeats} runs")
-        configs = [("local", 1), ("local", 2)]
-        if not opts.no_ray:
+        root = opts.photos or work
+        print(f"{cores} cores; load average before: {os.getloadavg()[0]:.1f}; solver "
+              f"{opts.solver}; median of {opts.repeats} runs; whole command, start-up included\n")
+        head = (f"{'MP':>3}{'photos':>7} {'engine':<8}{'-j':>3}{'wall s':>8}{'photos/s':>9}"
+                f"{'vs -j 1':>8}{'peak MB':>8}{'cpu':>6}  "
+                + " ".join(f"{s:>8}" for s in STAGES))
+        print(head)
+        print("-" * len(head))
+        for mp in opts.sizes:
+            n = opts.images if mp == 1 else opts.images_12
+            src = photos(root, mp, n)
+            configs = [("local", j, ["-j", str(j)]) for j in opts.workers]
+            if address:
+                configs.append(("ray", 2, ["-j", "2", "--engine", "ray", "--address", address]))
+            base = None
+            for engine, j, argv in configs:
+                row = measure(src, work, n, [*argv, "--solver", opts.solver], opts.repeats)
+                base = base or row["rate"]
+                print(f"{mp:>3}{n:>7} {engine:<8}{j:>3}{row['wall']:>8.2f}{row['rate']:>9.2f}"
+                      f"{row['rate'] / base:>7.2f}x{row['rss']:>8.0f}{row['cpu']:>6.0%}  "
+                      + " ".join(f"{row['util'][s]:>8.0%}" for s in STAGES), flush=True)
+        print(f"\nload average after: {os.getloadavg()[0]:.1f}")
+        if address:
             import ray
 
-            ray.init(include_dashboard=False, log_to_driver=False)
-            configs.append(("ray", 2))
-        rows = []
-        for engine, workers in configs:
-            times = [_time_batch(work / "in", work, engine, workers, solver)
-                     for _ in range(opts.repeats)]
-            rows.append((engine, workers, statistics.median(times)))
-        base = rows[0][2]
-        print(f"{'engine':<8}{'workers':>8}{'median s':>10}{'images/s':>10}{'vs local-1':>12}")
-        for engine, workers, t in rows:
-            print(f"{engine:<8}{workers:>8}{t:>10.2f}{opts.images / t:>10.2f}{base / t:>11.2f}x")
-        if not opts.no_ray:
             ray.shutdown()
-        k = min(opts.iteration_images, len(paths))
-        if k == 0:
-            return
-        cold, warm = _iterations(paths[:k])
-        print(f"mean iterations per image (--solver excnet, {k} images): "
-              f"cold {cold:.1f}, warm {warm:.1f} ({cold / warm:.2f}x fewer warm)")
+        k = opts.iteration_images
+        if k:
+            paths = sorted(photos(root, 1, opts.images).rglob("*.jpg"))[:k]
+            cold, warm = _iterations(paths)
+            print(f"mean iterations per image (--solver excnet, {k} images of 1 MP): "
+                  f"cold {cold:.1f}, warm {warm:.1f} ({cold / warm:.2f}x fewer warm)")
 
 
 if __name__ == "__main__":
-    run()
+    main()

@@ -4,6 +4,8 @@
     python benchmarks/speed.py --no-reference     # skip the 1000-iteration reference recipe
     python benchmarks/speed.py --sizes 1 12       # only some sizes (megapixels)
     python benchmarks/speed.py --configs "default (direct)" "excnet small"
+    python benchmarks/speed.py --starts-only      # only the process-start table (quick)
+    python benchmarks/speed.py --starts 5         # fewer fresh processes per start figure
 
 Every figure comes from the real command line, `excnet restore FILES... --json`, one process
 per (size, solver, architecture): its first image is the cold figure; the warm figures are the
@@ -15,6 +17,10 @@ or more like a real camera JPEG. The same run also times the reference recipe (r
 network and initialisation, exact base layer, 1000 Adam iterations, no convergence test) once
 at 12 MP, in process, and checks that the default fast path gives the same phi and pixels as
 the exact one.
+
+Process start: what a user waits for, from launching `excnet` to its exit (imports included),
+as the median of --starts fresh processes: the help, one photo at 1 and 12 MP (restored to a
+file) and a batch of an empty folder.
 """
 
 from __future__ import annotations
@@ -100,6 +106,46 @@ def run_cli(files: list[Path], out: Path, extra: list[str]) -> tuple[list[dict],
     return records, rss_kb / 1024, wall
 
 
+#: (label, target seconds) of the process-start figures.
+START_TARGETS = {"excnet --help": 0.3, "excnet restore --help": 0.3,
+                 "restore one 1 MP photo": None, "restore one 12 MP photo": 1.0,
+                 "batch of an empty folder": 1.0}
+
+
+def process_starts(folder: Path, photos: dict[int, Path], repeats: int) -> list[tuple]:
+    """(label, median, min, max seconds, target) of fresh `excnet` processes, start to exit."""
+    exe = shutil.which("excnet", path=str(Path(sys.executable).parent)) or "excnet"
+    (folder / "empty").mkdir(exist_ok=True)
+    commands = {"excnet --help": ["--help"], "excnet restore --help": ["restore", "--help"]}
+    for mp in (1, 12):
+        if mp in photos:
+            commands[f"restore one {mp} MP photo"] = [
+                "restore", str(photos[mp]), "-o", str(folder / f"start-{mp}.jpg")]
+    commands["batch of an empty folder"] = ["batch", str(folder / "empty"),
+                                            str(folder / "empty-out")]
+    rows = []
+    for label, argv in commands.items():
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            proc = subprocess.run([exe, *argv], capture_output=True)
+            times.append(time.perf_counter() - start)
+            if proc.returncode not in (0, 1) or b"Traceback" in proc.stderr:
+                sys.exit(f"speed.py: excnet {' '.join(argv)} failed:\n{proc.stderr.decode()}")
+        rows.append((label, statistics.median(times), min(times), max(times),
+                     START_TARGETS[label]))
+    return rows
+
+
+def print_starts(rows: list[tuple], repeats: int) -> None:
+    print(f"process start to exit, median of {repeats} fresh processes (seconds):")
+    print(f"{'command':<28}{'median':>8}{'min':>8}{'max':>8}{'target':>8}")
+    for label, med, lo, hi, target in rows:
+        goal = f"{target:>8.1f}" if target else f"{'':>8}"
+        print(f"{label:<28}{med:>8.3f}{lo:>8.3f}{hi:>8.3f}{goal}")
+    print()
+
+
 def row(label: str, mp: int, when: str, recs: list[dict], rss: float | None) -> dict:
     med = {s: statistics.median(r["seconds"][s] for r in recs) for s in STAGES}
     iters = statistics.median(r["iterations"] for r in recs)
@@ -156,6 +202,10 @@ def main() -> int:
     ap.add_argument("--configs", nargs="+", default=[c[0] for c in CONFIGS],
                     choices=[c[0] for c in CONFIGS], help="solver configurations to time")
     ap.add_argument("--batch", type=int, default=100, help="1 MP images in the batch run")
+    ap.add_argument("--starts", type=int, default=10,
+                    help="fresh processes per process-start figure (default 10; 0 skips them)")
+    ap.add_argument("--starts-only", action="store_true",
+                    help="only the process-start table")
     args = ap.parse_args()
     counts = {1: (3, 7), 12: (2, 3), 24: (1, 2)}  # (warm-up images, measured warm images)
     rows: list[dict] = []
@@ -163,12 +213,18 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="excnet-speed-") as tmp:
         folder = Path(tmp)
         files = {}
-        for mp in args.sizes:
+        for mp in [] if args.starts_only else args.sizes:
             warm, measured = counts[mp]
             files[mp] = make_files(folder, mp, warm + measured, first_seed=100 * mp)
             sizes = [p.stat().st_size / 1e6 for p in files[mp]]
             print(f"{mp} MP test JPEGs: {len(sizes)}, {min(sizes):.1f} to {max(sizes):.1f} MB")
         print(f"CPU cores: {os.cpu_count()}; load average before: {os.getloadavg()[0]:.1f}\n")
+        if args.starts:
+            firsts = {mp: make_files(folder / "start", mp, 1, first_seed=900 + mp)[0]
+                      for mp in (1, 12)}
+            print_starts(process_starts(folder, firsts, args.starts), args.starts)
+        if args.starts_only:
+            return 0
         for label, extra in (c for c in CONFIGS if c[0] in args.configs):
             for mp in args.sizes:
                 warm = counts[mp][0]

@@ -2,19 +2,17 @@
 
 A batch is a stream of jobs (source, destination), each turned into one record with the
 fields of `excnet restore --json`. Sources and destinations are local paths or fsspec URIs
-(``s3://bucket/prefix/...``). The local engine runs a pool of worker processes, each keeping
-one warm `Restorer` for all the files it is given (warm start: later images converge in
-fewer iterations). `excnet.batch_ray` runs the same jobs on a Ray cluster.
+(``s3://bucket/prefix/...``). The local engine restores several files at once in threads of
+this process (`excnet.conveyor`), each thread keeping one warm `Restorer` for all the files it
+is given (warm start: later images converge in fewer iterations). `excnet.batch_ray` runs the
+same jobs on a Ray cluster.
 """
 
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
-import queue
 import re
-import signal
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .conveyor import convey
 from .curve import Curve
 from .imageio import (
     ImageError,
@@ -46,14 +45,14 @@ Job = tuple[str, str]
 @dataclass(frozen=True)
 class BatchConfig:
     """What every worker needs: Restorer keyword options, a fixed curve (or None to estimate),
-    the output quality, fsspec storage options, the torch/OpenCV thread count and how camera
-    RAW files are developed."""
+    the output quality, fsspec storage options, the torch/OpenCV thread count (None: leave
+    the libraries' defaults) and how camera RAW files are developed."""
 
     options: dict = field(default_factory=dict)
     curve: Curve | None = None
     quality: int = 95
     storage_options: dict = field(default_factory=dict)
-    threads: int = 1
+    threads: int | None = None
     raw: RawOptions = field(default_factory=RawOptions)
 
 
@@ -70,13 +69,16 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def set_threads(n: int) -> None:
-    """Limit torch and OpenCV to n threads (so that workers do not oversubscribe the cores)."""
+def set_threads(n: int, torch: bool = False) -> None:
+    """Limit OpenCV (and torch, when the network solver is used) to n threads, so that
+    workers do not oversubscribe the cores."""
     import cv2
-    import torch
 
-    torch.set_num_threads(max(1, n))
     cv2.setNumThreads(max(1, n))
+    if torch:
+        import torch as _torch
+
+        _torch.set_num_threads(max(1, n))
 
 
 def _filesystem(url: str, storage_options: dict):
@@ -252,89 +254,18 @@ def restore_job(restorer: Restorer, job: Job, config: BatchConfig) -> dict:
         return rec
 
 
-def _worker(config: BatchConfig, tasks, results) -> None:
-    """A pool process: one warm Restorer for every job it takes, until the None sentinel or
-    until its parent is gone (a killed batch must not leave workers running on)."""
-    parent = os.getppid()
-    try:
-        set_threads(config.threads)
-        restorer = Restorer(**config.options)
-        while os.getppid() == parent:
-            try:
-                job = tasks.get(timeout=1.0)
-            except queue.Empty:
-                continue
-            if job is None or os.getppid() != parent:
-                return
-            results.put(restore_job(restorer, job, config))
-    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the parent reports it
-        pass
-
-
-class WorkerDied(RuntimeError):
-    """A pool process ended without finishing (killed, out of memory)."""
-
-
 def run_local(jobs: Iterable[Job], config: BatchConfig, workers: int) -> Iterator[dict]:
-    """Restore the jobs in `workers` processes (in this process for one); yield the records in
-    the order they finish. Closing the iterator (or Ctrl-C) stops the workers."""
-    if workers <= 1:
+    """Restore the jobs, `workers` files at once in threads of this process (each with its own
+    warm Restorer); yield the records in the order they finish. Closing the iterator (or
+    Ctrl-C) lets the files being written finish and starts no more."""
+    if config.threads is not None:
+        set_threads(config.threads, torch=config.options.get("solver") == "excnet")
+
+    def make_step():
         restorer = Restorer(**config.options)
-        for job in jobs:
-            yield restore_job(restorer, job, config)
-        return
-    ctx = multiprocessing.get_context("spawn")
-    tasks, results = ctx.Queue(), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(config, tasks, results), daemon=True)
-             for _ in range(workers)]
-    for p in procs:
-        p.start()
-    jobs = iter(jobs)
-    in_flight, exhausted = 0, False
-    try:
-        while True:
-            while not exhausted and in_flight < 2 * workers:  # a short queue: jobs stream
-                job = next(jobs, None)
-                if job is None:
-                    exhausted = True
-                else:
-                    tasks.put(job)
-                    in_flight += 1
-            if in_flight == 0:
-                break
-            try:
-                rec = results.get(timeout=1.0)
-            except queue.Empty:
-                dead = [p for p in procs if not p.is_alive()]
-                if dead:
-                    raise WorkerDied(
-                        f"a worker process died (exit code {dead[0].exitcode})") from None
-                continue
-            in_flight -= 1
-            yield rec
-        for _ in procs:
-            tasks.put(None)
-        for p in procs:
-            p.join()
-    finally:
-        _stop(procs)
+        return lambda job: restore_job(restorer, job, config)
 
-
-def _stop(procs: list) -> None:
-    """Ask live workers to stop (SIGINT: a write in progress removes its temp file), then
-    terminate any that do not."""
-    for p in procs:
-        if p.is_alive():
-            try:
-                os.kill(p.pid, signal.SIGINT)
-            except ProcessLookupError:
-                pass
-    deadline = time.monotonic() + 5.0
-    for p in procs:
-        p.join(timeout=max(0.0, deadline - time.monotonic()))
-        if p.is_alive():
-            p.terminate()
-            p.join()
+    return convey(jobs, make_step, workers)
 
 
 def overlaps(a: str, b: str) -> bool:

@@ -29,7 +29,7 @@ class _RestoreActor:
     """One Ray actor: a warm Restorer for every row it is given."""
 
     def __init__(self, config: BatchConfig) -> None:
-        set_threads(config.threads)
+        set_threads(config.threads or 1, torch=config.options.get("solver") == "excnet")
         self.config = config
         self.restorer = Restorer(**config.options)
 

@@ -11,24 +11,27 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-import torch
+
+from .defaults import FAITHFUL_HIGHLIGHT_SCALE
+
+if TYPE_CHECKING:
+    import torch
 
 K1, K2, K3 = 5.0, 14.0, 1.6
 
-#: The reference restores with only this fraction of the estimated phi_h (it trains with all of it).
-FAITHFUL_HIGHLIGHT_SCALE = 0.2
-
-Array = TypeVar("Array", np.ndarray, torch.Tensor)
+Array = TypeVar("Array", np.ndarray, "torch.Tensor")
 
 
 def f_delta(x: Array) -> Array:
     """The curve's bump, k1 * x * exp(-k2 * x**k3); peaks near x = 0.143 at about 0.383."""
-    if isinstance(x, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor exists only if torch was imported
+    if torch is not None and isinstance(x, torch.Tensor):
         return K1 * x * torch.exp(-K2 * x.clamp_min(0) ** K3)
     x = np.asarray(x)
     return K1 * x * np.exp(-K2 * np.maximum(x, 0) ** K3)

@@ -11,8 +11,10 @@ minimiser.
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where it is used: the direct solver needs only BLOCK
+    import torch
 
 BLOCK = 4
 LAMBDA = 12.0
@@ -20,6 +22,8 @@ LAMBDA = 12.0
 
 def block_means(x: torch.Tensor, block: int = BLOCK) -> torch.Tensor:
     """Non-overlapping block means. x: (N, 1, H, W) -> (N, 1, H/block, W/block)."""
+    import torch.nn.functional as F
+
     return F.avg_pool2d(x, block)
 
 
@@ -32,6 +36,8 @@ def _pair_term(b_out: torch.Tensor, b_in: torch.Tensor) -> torch.Tensor:
 
 def block_energy(bx: torch.Tensor, by: torch.Tensor, lam: float = LAMBDA) -> torch.Tensor:
     """E from block means of input (bx) and output (by), both (N, 1, h, w) -> (N,)."""
+    import torch
+
     unary = (torch.sign(by - 0.5) * (by - bx)).sum((-1, -2, -3))
     return unary + lam * _pair_term(by, bx)
 

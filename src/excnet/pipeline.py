@@ -15,11 +15,10 @@ import numpy as np
 from .base import base_layer, fast_base_layer, network_input
 from .colour import check_pixels, luminance
 from .curve import Curve, gain, gain_lut
+from .defaults import DEFAULT_SOLVER, SOLVERS
 from .solvers import RIDGE, Estimate, NetworkSolver, solve_direct
 from .tone import FAITHFUL, IMPROVED, ToneOptions, apply_tone_gain
 
-SOLVERS = ("excnet", "direct")
-DEFAULT_SOLVER = "direct"
 #: Entries of the gain look-up table of the fast path: one per 16-bit step of the base layer.
 LUT_SIZE = 65536
 

@@ -18,13 +18,15 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .curve import f_delta
 from .loss import BLOCK, LAMBDA, block_energy
-from .network import ExCNet
+
+if TYPE_CHECKING:  # torch only for NetworkSolver: the direct solver never loads it
+    import torch
 
 #: Weight of the ridge: G is in the hundreds on a back-lit image and its curvature in phi_h in
 #: the tens, so 0.1 moves such a phi by a few thousandths; on a frame with no bright block it
@@ -157,6 +159,10 @@ class NetworkSolver:
     def __init__(self, arch: str = "small", init: str = "identity", lr: float = 1e-3,
                  max_iters: int = 1000, tol: float = 1e-3, window: int = 20,
                  ridge: float = RIDGE, seed: int = 0) -> None:
+        import torch
+
+        from .network import ExCNet
+
         if max_iters < 1:
             raise ValueError("max_iters must be at least 1")
         with torch.random.fork_rng(devices=[]):
@@ -169,6 +175,8 @@ class NetworkSolver:
 
     def predict(self, x: np.ndarray) -> tuple[float, float]:
         """The network's current phi for x, without training."""
+        import torch
+
         with torch.no_grad():
             phi = self.net(_as_batch(x))[0]
         return float(phi[0]), float(phi[1])
@@ -178,6 +186,8 @@ class NetworkSolver:
             group["lr"] = lr
 
     def solve(self, x: np.ndarray) -> Estimate:
+        import torch
+
         start = time.perf_counter()
         st = BlockStats.of(x)
         xt = _as_batch(x)
@@ -214,4 +224,6 @@ class NetworkSolver:
 
 
 def _as_batch(x: np.ndarray) -> torch.Tensor:
+    import torch
+
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None]

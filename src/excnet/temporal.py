@@ -31,13 +31,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .defaults import DEFAULT_CUT_THRESHOLD, DEFAULT_EVERY, DEFAULT_TAU
 from .loss import BLOCK
 
 Estimator = Callable[[np.ndarray, bool], tuple[float, float]]
-
-DEFAULT_TAU = 0.5
-DEFAULT_CUT_THRESHOLD = 0.03
-DEFAULT_EVERY = 3
 
 
 def block_signature(x: np.ndarray, block: int = BLOCK) -> np.ndarray:

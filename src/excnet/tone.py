@@ -30,6 +30,7 @@ import numpy as np
 from .base import EPS, RADIUS_FRACTION, base_layer
 from .colour import LUMA_WEIGHTS, apply_gain, check_pixels, colour_channels
 from .curve import FAITHFUL_HIGHLIGHT_SCALE, Curve, gain, s_curve
+from .defaults import IMPROVED_HIGHLIGHT_SCALE
 from .metrics import linear_to_srgb, srgb_to_linear
 
 CHROMA_MODES = ("faithful", "linear", "damped")
@@ -67,7 +68,7 @@ class ToneOptions:
 FAITHFUL = ToneOptions()
 #: The trial winner on the synthetic set (benchmarks/RESULTS.md): chosen on the tuning half,
 #: better on the held-out half in PSNR, SSIM, CIEDE2000 and lightness-order error.
-IMPROVED = ToneOptions(monotonic="scale", eps=3200.0, highlight_scale=0.5)
+IMPROVED = ToneOptions(monotonic="scale", eps=3200.0, highlight_scale=IMPROVED_HIGHLIGHT_SCALE)
 
 
 def base_for(y: np.ndarray, options: ToneOptions = FAITHFUL) -> np.ndarray:

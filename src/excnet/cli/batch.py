@@ -9,18 +9,6 @@ import sys
 import time
 from itertools import chain
 
-from ..batch import (
-    BatchConfig,
-    WorkerDied,
-    default_workers,
-    is_uri,
-    list_images,
-    overlaps,
-    plan,
-    run_local,
-    sweep_temp_files,
-)
-from ..manifest import DoneSet, ManifestWriter
 from .common import (
     UsageError,
     add_curve_options,
@@ -46,12 +34,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", metavar="IN", help="folder (or URI) to read images from")
     p.add_argument("output", metavar="OUT", help="folder (or URI) to write the mirror tree to")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local: a process pool on this machine (default); ray: a Ray cluster")
+                   help="local: this machine, several files at once in threads (default); "
+                        "ray: a Ray cluster")
     p.add_argument("--address", default=None, metavar="ADDR",
                    help="Ray cluster address (ray://HOST:10001 or HOST:6379); default: start a "
                         "local Ray instance")
     p.add_argument("--workers", "-j", type=int, default=None, metavar="N",
-                   help="worker processes / Ray actors (default: one per core)")
+                   help="files restored at once: threads of this process (default: one per "
+                        "core) / Ray actors (default: one per cluster CPU)")
     p.add_argument("--manifest", default=None, metavar="FILE",
                    help=f"JSON Lines record of the batch (default OUT/{MANIFEST_NAME}; required "
                         "when OUT is a URI)")
@@ -81,6 +71,8 @@ def _storage_options(items: list[str]) -> dict:
 
 def _check_paths(src: str, dst: str, manifest: str | None) -> str:
     """Validate IN/OUT and return the manifest path."""
+    from ..batch import is_uri, overlaps
+
     if not is_uri(src) and not os.path.isdir(src):
         raise UsageError(f"{src}: not a folder")
     if not is_uri(src) and not is_uri(dst) and overlaps(src, dst):
@@ -93,6 +85,17 @@ def _check_paths(src: str, dst: str, manifest: str | None) -> str:
 
 
 def run_batch(args: argparse.Namespace) -> int:
+    from ..batch import (
+        BatchConfig,
+        default_workers,
+        is_uri,
+        list_images,
+        plan,
+        run_local,
+        sweep_temp_files,
+    )
+    from ..manifest import DoneSet, ManifestWriter
+
     if not 1 <= args.quality <= 100:
         raise UsageError("--quality must be between 1 and 100")
     if args.workers is not None and args.workers < 1:
@@ -144,10 +147,6 @@ def run_batch(args: argparse.Namespace) -> int:
                 if args.json:
                     print_json(rec)
                 advance()
-        except WorkerDied as exc:
-            print(f"excnet: {exc}; finished files are in {manifest}, re-run to go on",
-                  file=sys.stderr)
-            return 1
         finally:
             records.close()
     return _summary(total, total - todo, ok, failures, time.monotonic() - start, manifest)

@@ -8,14 +8,23 @@ import math
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..curve import Curve
+from ..defaults import (
+    ARCHS,
+    DEFAULT_SOLVER,
+    FAITHFUL_HIGHLIGHT_SCALE,
+    IMPROVED_HIGHLIGHT_SCALE,
+    SOLVERS,
+)
 from ..imageio.formats import IMAGE_SUFFIXES
 from ..imageio.rawoptions import COLORSPACES, DEMOSAIC, EXPOSURE_RANGE, HIGHLIGHT_MODES, RawOptions
-from ..pipeline import DEFAULT_SOLVER, SOLVERS, Restorer
-from ..tone import FAITHFUL, IMPROVED, ToneOptions
+
+if TYPE_CHECKING:  # the parsers are built without NumPy; the commands import what they run
+    from ..curve import Curve
+    from ..pipeline import Restorer
+    from ..tone import ToneOptions
 
 OUTPUT_TAG = ".excnet"
 
@@ -30,7 +39,7 @@ def add_curve_options(p: argparse.ArgumentParser, default_solver: str = DEFAULT_
     g.add_argument("--solver", choices=SOLVERS, default=default_solver,
                    help=f"how phi is estimated (default {default_solver}; excnet is the paper's "
                         "CNN trained on the image, direct the exact minimiser it converges to)")
-    g.add_argument("--arch", choices=("small", "reference"), default="small",
+    g.add_argument("--arch", choices=ARCHS, default="small",
                    help="network width for --solver excnet (default small)")
     g.add_argument("--max-iters", type=int, default=1000, metavar="N",
                    help="safety cap on training iterations per image (default 1000)")
@@ -38,8 +47,8 @@ def add_curve_options(p: argparse.ArgumentParser, default_solver: str = DEFAULT_
     g.add_argument("--strength", "-s", type=float, default=None,
                    help="scale both phi (default 1)")
     g.add_argument("--highlight-scale", type=float, default=None, metavar="H",
-                   help=f"fraction of phi_h applied (default {IMPROVED.highlight_scale}; "
-                        f"{FAITHFUL.highlight_scale} with --faithful, as the reference)")
+                   help=f"fraction of phi_h applied (default {IMPROVED_HIGHLIGHT_SCALE}; "
+                        f"{FAITHFUL_HIGHLIGHT_SCALE} with --faithful, as the reference)")
     g.add_argument("--faithful", action="store_true",
                    help="render as the paper does (guided-filter eps 800, highlight scale 0.2, "
                         "curve not kept monotonic) instead of our measured improvements")
@@ -78,6 +87,10 @@ def raw_options(args: argparse.Namespace) -> RawOptions:
 
 def given_curve(args: argparse.Namespace) -> Curve | None:
     """The curve fixed on the command line (--params or --phi-s/--phi-h), or None to estimate."""
+    from dataclasses import replace
+
+    from ..curve import Curve
+
     manual = args.phi_s is not None or args.phi_h is not None
     if manual and args.params is not None:
         raise UsageError("give either --params or --phi-s/--phi-h, not both")
@@ -97,6 +110,8 @@ def given_curve(args: argparse.Namespace) -> Curve | None:
 
 
 def tone_options(args: argparse.Namespace) -> ToneOptions:
+    from ..tone import FAITHFUL, IMPROVED
+
     return FAITHFUL if args.faithful else IMPROVED
 
 
@@ -114,6 +129,8 @@ def restorer_options(args: argparse.Namespace) -> dict:
 
 
 def make_restorer(args: argparse.Namespace) -> Restorer:
+    from ..pipeline import Restorer
+
     return Restorer(**restorer_options(args))
 
 

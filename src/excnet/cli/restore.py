@@ -7,13 +7,10 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from ..batch import error_naming, new_record, restore_file
-from ..curve import Curve
-from ..imageio import ImageError, RawOptions, read_image
 from ..imageio.formats import output_name, output_suffix
-from ..pipeline import Restorer
 from .common import (
     OUTPUT_TAG,
     UsageError,
@@ -25,6 +22,7 @@ from .common import (
     print_json,
     progress,
     raw_options,
+    restorer_options,
 )
 
 
@@ -39,6 +37,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="allow an output to replace an input file")
     p.add_argument("--json", action="store_true", help="print one JSON record per input")
+    p.add_argument("--workers", "-j", type=int, default=None, metavar="N",
+                   help="files restored at once, in threads (default: one per core; 1 with "
+                        "--solver excnet, whose network learns from one image to the next)")
     add_curve_options(p)
     add_raw_options(p)
     p.set_defaults(run=run_restore)
@@ -70,23 +71,40 @@ def _output_path(src: Path, root: Path | None, out: Path | None, single_file: bo
 
 
 def run_restore(args: argparse.Namespace) -> int:
+    from ..batch import default_workers, new_record, restore_file
+    from ..conveyor import convey
+    from ..pipeline import Restorer
+
     if args.quality < 1 or args.quality > 100:
         raise UsageError("--quality must be between 1 and 100")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError("--workers must be at least 1")
     curve = given_curve(args)
     raw = raw_options(args)
-    restorer = make_restorer(args)
+    options = restorer_options(args)
     jobs = list(find_images(args.inputs, skip_outputs=args.output is None))
     single_file = (len(args.inputs) == 1 and len(jobs) == 1 and jobs[0][1] is None
                    and args.output is not None and not args.output.is_dir())
     one_folder = len(args.inputs) == 1 and args.inputs[0].is_dir()
-    inputs = {os.path.realpath(src) for src, _ in jobs}
-    written: set[str] = set()
     empty = _empty_folders(args.inputs, jobs)
     failures = list(empty)
+    workers = args.workers or (1 if args.solver == "excnet" else default_workers())
+    targets = _targets(jobs, args, single_file, one_folder)
+
+    def make_step():
+        restorer = Restorer(**options)
+
+        def step(target: tuple[Path, Path, str | None]) -> dict:
+            src, dst, refused = target
+            if refused is None:
+                return restore_file(restorer, src, dst, curve, quality=args.quality, raw=raw)
+            rec = new_record(src, dst)
+            rec["error"] = refused
+            return rec
+        return step
+
     with progress(len(jobs), enabled=not args.json) as advance:
-        for src, root in jobs:
-            dst = _output_path(src, root, args.output, single_file, one_folder)
-            rec = _restore_one(restorer, src, dst, curve, args, inputs, written, raw)
+        for rec in convey(targets, make_step, min(workers, max(1, len(jobs))), ordered=True):
             if rec["status"] != "ok":
                 failures.append(rec["error"])
                 print(f"excnet: {rec['error']}", file=sys.stderr)
@@ -94,6 +112,25 @@ def run_restore(args: argparse.Namespace) -> int:
                 print_json(rec)
             advance()
     return _summary("restored", len(jobs) + len(empty), failures, args.json)
+
+
+def _targets(jobs: list[tuple[Path, Path | None]], args: argparse.Namespace, single_file: bool,
+             one_folder: bool) -> Iterator[tuple[Path, Path, str | None]]:
+    """(source, output, None) for each job, or a refusal instead of None when the output is
+    an input (without --overwrite) or the output of an earlier input of this run."""
+    inputs = {os.path.realpath(src) for src, _ in jobs}
+    claimed: set[str] = set()
+    for src, root in jobs:
+        dst = _output_path(src, root, args.output, single_file, one_folder)
+        target = os.path.realpath(dst)
+        if target in inputs and not args.overwrite:
+            yield src, dst, f"{dst}: output would replace an input (use --overwrite)"
+        elif target in claimed:
+            yield src, dst, f"{src}: output {dst} would replace the output of another input " \
+                            "of this run"
+        else:
+            claimed.add(target)
+            yield src, dst, None
 
 
 def _empty_folders(inputs: list[Path], jobs: list[tuple[Path, Path | None]]) -> list[str]:
@@ -104,26 +141,6 @@ def _empty_folders(inputs: list[Path], jobs: list[tuple[Path, Path | None]]) -> 
     for e in errors:
         print(f"excnet: {e}", file=sys.stderr)
     return errors
-
-
-def _restore_one(restorer: Restorer, src: Path, dst: Path, curve: Curve | None,
-                 args: argparse.Namespace, inputs: set[str], written: set[str],
-                 raw: RawOptions) -> dict:
-    """Restore src to dst, unless dst is an input (without --overwrite) or an earlier output."""
-    target = os.path.realpath(dst)
-    error = None
-    if target in inputs and not args.overwrite:
-        error = f"{dst}: output would replace an input (use --overwrite)"
-    elif target in written:
-        error = f"{src}: output {dst} would replace the output of another input of this run"
-    if error is not None:
-        rec = new_record(src, dst)
-        rec["error"] = error
-        return rec
-    rec = restore_file(restorer, src, dst, curve, quality=args.quality, raw=raw)
-    if rec["status"] == "ok":
-        written.add(target)
-    return rec
 
 
 def _summary(verb: str, total: int, failures: list[str], quiet: bool) -> int:
@@ -145,6 +162,9 @@ def _summary(verb: str, total: int, failures: list[str], quiet: bool) -> int:
 
 
 def run_estimate(args: argparse.Namespace) -> int:
+    from ..batch import error_naming, new_record
+    from ..imageio import ImageError, read_image
+
     if given_curve(args) is not None:
         raise UsageError("estimate computes phi; --params/--phi-s/--phi-h make no sense here")
     raw = raw_options(args)

@@ -8,7 +8,7 @@ import socket
 import sys
 from pathlib import Path
 
-from ..pipeline import DEFAULT_SOLVER, SOLVERS
+from ..defaults import DEFAULT_SOLVER, SOLVERS
 from .common import UsageError
 
 

@@ -7,9 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..pipeline import Restorer
-from ..temporal import DEFAULT_CUT_THRESHOLD, DEFAULT_EVERY, DEFAULT_TAU
-from ..video import VideoError, expected_frames, restore_video
+from ..defaults import DEFAULT_CUT_THRESHOLD, DEFAULT_EVERY, DEFAULT_TAU
 from .common import (
     OUTPUT_TAG,
     UsageError,
@@ -59,6 +57,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def run_video(args: argparse.Namespace) -> int:
+    from ..video import VideoError, expected_frames, restore_video  # PyAV: only here
+
     if (min(args.every, args.frame_iters, args.max_iters) < 1 or args.smooth < 0
             or args.cut_threshold <= 0):
         raise UsageError("--every, --frame-iters and --max-iters must be >= 1, --smooth >= 0, "
@@ -66,7 +66,7 @@ def run_video(args: argparse.Namespace) -> int:
     curve = given_curve(args)
     fresh_iters = args.max_iters
     args.max_iters = args.frame_iters
-    restorer: Restorer = make_restorer(args)
+    restorer = make_restorer(args)
     dst = args.output or args.input.with_name(f"{args.input.stem}{OUTPUT_TAG}.mp4")
     try:
         with progress(expected_frames(args.input) or None, enabled=not args.json,
