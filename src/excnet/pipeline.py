@@ -7,11 +7,12 @@ for a session of many images. `restore()` is the one-shot convenience.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
 
+from .adapt import Decision, decide
 from .base import base_layer, fast_base_layer, network_input
 from .colour import check_pixels, luminance
 from .curve import Curve, gain, gain_lut
@@ -29,7 +30,11 @@ class Result:
     """A restored image and how it was made.
 
     image: same shape and dtype as the input. curve: the estimated (or given) parameters with
-    the strength and highlight scale used. seconds: per-stage wall time (base, estimate, apply).
+    the strength and highlight scale used (and what the adaptive rule decided). seconds:
+    per-stage wall time (base, estimate, apply). needs_correction: whether the adaptive rule
+    judges the image to need a correction (also when it was not applied). mean_gain: how
+    strong the applied correction was, the mean luminance gain f(b)/b over the image's base
+    layer (on its 128 x 128 network input); 1 is no change.
     """
 
     image: np.ndarray
@@ -38,6 +43,8 @@ class Result:
     loss: float
     converged: bool
     seconds: dict[str, float] = field(default_factory=dict)
+    needs_correction: bool = True
+    mean_gain: float = 1.0
 
     @property
     def phi_s(self) -> float:
@@ -80,7 +87,12 @@ class Restorer:
     tone chooses the rendering: `tone.IMPROVED` (the default; it won on the held-out half of
     benchmarks/quality.py: monotonic curve, guided-filter eps 3200, highlight scale 0.5) or
     `tone.FAITHFUL` (the paper's: eps 800, highlight scale 0.2); `faithful=True` is short for
-    the latter. highlight_scale=None takes the tone's. exact=True computes
+    the latter. highlight_scale=None takes the tone's.
+
+    adapt: the adaptive default (`excnet.adapt`): an exposure step before the curve for dark
+    frames and a fraction of phi that follows how back-lit the photo is, both decided per image
+    and stored in the Curve. None (the default) means on, except with the faithful tone.
+    exact=True computes
     the base layer with the exact guided filter and the gain in float64 (the reference path);
     the default fast path (subsampled guided filter, gain table) gives the same phi within a
     few thousandths and the same pixels within about one level.
@@ -91,7 +103,7 @@ class Restorer:
                  tol: float = 1e-3, window: int = 20, ridge: float = RIDGE, seed: int = 0,
                  strength: float = 1.0, highlight_scale: float | None = None,
                  tone: ToneOptions | None = None, faithful: bool = False,
-                 exact: bool = False) -> None:
+                 adapt: bool | None = None, exact: bool = False) -> None:
         if solver not in SOLVERS:
             raise ValueError(f"unknown solver {solver!r}; choose from {', '.join(SOLVERS)}")
         if tone is None:
@@ -99,6 +111,7 @@ class Restorer:
         if tone.monotonic == "envelope":
             raise ValueError("the 'envelope' monotonic mode is a benchmark trial only")
         self.solver = solver
+        self.adapt = tone != FAITHFUL if adapt is None else adapt
         self.ridge = ridge
         self.tone = tone
         self.strength = strength
@@ -115,10 +128,27 @@ class Restorer:
             return solve_direct(x, ridge=self.ridge)
         return self.network.solve(x)
 
+    def decide_input(self, x: np.ndarray) -> tuple[Estimate, Decision]:
+        """phi and the adaptive decision for a network input x (128 x 128, in [0, 1]).
+
+        With adapt on, phi is ExCNet's estimate for x exposed as decided; with it off, for x
+        itself, and the decision is the neutral one (no exposure, all of phi).
+        """
+        if not self.adapt:
+            return self.estimate_input(x), Decision(0.0, 1.0)
+        decision, exposed = decide(x)
+        return self.estimate_input(exposed), decision
+
     def estimate(self, image: np.ndarray) -> tuple[Estimate, np.ndarray]:
-        """Estimate the curve for an image; also returns the base layer (0..255) for reuse."""
+        """phi for an image (as `decide_input`); also returns the base layer (0..255) for reuse."""
+        curve_est, base = self.estimate_curve(image)
+        return curve_est[1], base
+
+    def estimate_curve(self, image: np.ndarray) -> tuple[tuple[Curve, Estimate], np.ndarray]:
+        """((the curve restore() would apply, the estimate), base layer (0..255))."""
         base, x = self._base(image)
-        return self.estimate_input(x), base
+        est, decision = self.decide_input(x)
+        return (self.curve_for(est.phi_s, est.phi_h, decision), est), base
 
     def _base(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(base layer (H, W) on 0..255, network input (128, 128) in [0, 1])."""
@@ -127,9 +157,13 @@ class Restorer:
         base = layer(y, self.tone.eps, self.tone.radius_fraction)
         return base, network_input(base)
 
-    def curve_for(self, phi_s: float, phi_h: float) -> Curve:
-        """The curve with this restorer's strength, highlight scale and monotonic setting."""
-        return self.tone.curve(phi_s, phi_h, self.strength, self.highlight_scale)
+    def curve_for(self, phi_s: float, phi_h: float, decision: Decision | None = None) -> Curve:
+        """The curve with this restorer's strength, highlight scale and monotonic setting, and
+        the adaptive decision's exposure and amount (none: the plain curve)."""
+        curve = self.tone.curve(phi_s, phi_h, self.strength, self.highlight_scale)
+        if decision is None:
+            return curve
+        return replace(curve, exposure=decision.exposure, amount=decision.amount)
 
     def restore(self, image: np.ndarray, curve: Curve | None = None) -> Result:
         """Restore one image. With `curve` given, estimation is skipped and that curve applied."""
@@ -139,19 +173,22 @@ class Restorer:
         base, x = self._base(image)
         t1 = time.perf_counter()
         seconds["base"] = t1 - t0
+        judged, _ = decide(x)
         if curve is None:
-            est = self.estimate_input(x)
-            curve = self.curve_for(est.phi_s, est.phi_h)
+            est, decision = self.decide_input(x)
+            curve = self.curve_for(est.phi_s, est.phi_h, decision)
             iterations, loss, converged = est.iterations, est.loss, est.converged
         else:
             iterations, loss, converged = 0, float("nan"), True
+        mean_gain = float(gain(curve, x).mean())
         t2 = time.perf_counter()
         seconds["estimate"] = t2 - t1
-        gain = gain_map(base, curve) if self.exact else fast_gain_map(base, curve)
+        gains = gain_map(base, curve) if self.exact else fast_gain_map(base, curve)
         del base
-        out = apply_tone_gain(image, gain, self.tone)
+        out = apply_tone_gain(image, gains, self.tone)
         seconds["apply"] = time.perf_counter() - t2
-        return Result(out, curve, iterations, loss, converged, seconds)
+        return Result(out, curve, iterations, loss, converged, seconds,
+                      judged.needs_correction, mean_gain)
 
 
 def restore(image: np.ndarray, curve: Curve | None = None, **options) -> Result:
