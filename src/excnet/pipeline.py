@@ -15,6 +15,7 @@ import numpy as np
 from .base import base_layer, fast_base_layer, network_input
 from .colour import check_pixels, luminance
 from .curve import Curve, gain, gain_lut
+from .denoise import check_mode, lift
 from .solvers import RIDGE, Estimate, NetworkSolver, solve_direct
 from .tone import FAITHFUL, IMPROVED, ToneOptions, apply_tone_gain
 
@@ -84,6 +85,11 @@ class Restorer:
     the base layer with the exact guided filter and the gain in float64 (the reference path);
     the default fast path (subsampled guided filter, gain table) gives the same phi within a
     few thousandths and the same pixels within about one level.
+
+    denoise: "auto" (the default) cleans what the gain amplifies (noise, JPEG blocks, 8-bit
+    steps) where it lifts, by the image's own noise level (`denoise.lift`); "strong" cleans
+    more; "off" applies the gain alone. None takes "off" with the faithful tone (the paper's
+    rendering, bit for bit) and "auto" otherwise. Denoising needs the faithful chroma step.
     """
 
     def __init__(self, solver: str = DEFAULT_SOLVER, *, arch: str = "small",
@@ -91,13 +97,18 @@ class Restorer:
                  tol: float = 1e-3, window: int = 20, ridge: float = RIDGE, seed: int = 0,
                  strength: float = 1.0, highlight_scale: float | None = None,
                  tone: ToneOptions | None = None, faithful: bool = False,
-                 exact: bool = False) -> None:
+                 exact: bool = False, denoise: str | None = None) -> None:
         if solver not in SOLVERS:
             raise ValueError(f"unknown solver {solver!r}; choose from {', '.join(SOLVERS)}")
         if tone is None:
             tone = FAITHFUL if faithful else IMPROVED
         if tone.monotonic == "envelope":
             raise ValueError("the 'envelope' monotonic mode is a benchmark trial only")
+        if denoise is None:
+            denoise = "off" if tone == FAITHFUL else "auto"
+        if check_mode(denoise) != "off" and (tone.chroma, tone.clip) != ("faithful", "plain"):
+            raise ValueError("denoise needs the faithful chroma step and plain clipping")
+        self.denoise = denoise
         self.solver = solver
         self.ridge = ridge
         self.tone = tone
@@ -122,10 +133,14 @@ class Restorer:
 
     def _base(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(base layer (H, W) on 0..255, network input (128, 128) in [0, 1])."""
+        return self._layers(image)[1:]
+
+    def _layers(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(luminance (H, W) and its base layer on 0..255, network input (128, 128))."""
         y = luminance(image)
         layer = base_layer if self.exact else fast_base_layer
         base = layer(y, self.tone.eps, self.tone.radius_fraction)
-        return base, network_input(base)
+        return y, base, network_input(base)
 
     def curve_for(self, phi_s: float, phi_h: float) -> Curve:
         """The curve with this restorer's strength, highlight scale and monotonic setting."""
@@ -136,7 +151,7 @@ class Restorer:
         check_pixels(image)
         seconds: dict[str, float] = {}
         t0 = time.perf_counter()
-        base, x = self._base(image)
+        y, base, x = self._layers(image)
         t1 = time.perf_counter()
         seconds["base"] = t1 - t0
         if curve is None:
@@ -149,7 +164,10 @@ class Restorer:
         seconds["estimate"] = t2 - t1
         gain = gain_map(base, curve) if self.exact else fast_gain_map(base, curve)
         del base
-        out = apply_tone_gain(image, gain, self.tone)
+        if self.denoise == "off":
+            out = apply_tone_gain(image, gain, self.tone)
+        else:
+            out = lift(image, y, gain, self.denoise)
         seconds["apply"] = time.perf_counter() - t2
         return Result(out, curve, iterations, loss, converged, seconds)
 
