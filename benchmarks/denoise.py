@@ -88,11 +88,13 @@ def trial_settings() -> dict[str, Settings | None]:
     auto = SETTINGS["auto"]
     trials: dict[str, Settings | None] = {"off": None, "auto": auto, "strong": SETTINGS["strong"]}
     trials.update({f"luma={v:g}": replace(auto, luma=v) for v in (1.0, 2.0, 8.0, 16.0)})
-    trials.update({f"chroma={v:g}": replace(auto, chroma=v) for v in (0.0, 0.5)})
-    trials.update({f"chroma_blur={v:g}": replace(auto, chroma_blur=v) for v in (0.75, 3.0)})
-    trials.update({f"radius={v}": replace(auto, radius=v) for v in (2, 3)})
-    trials.update({f"cell={v}": replace(auto, cell=v) for v in (1, 4)})
+    trials.update({f"chroma_blur={v:g}": replace(auto, chroma_blur=v) for v in (1.5, 6.0)})
+    trials.update({f"window={v}": replace(auto, window=v) for v in (2, 8)})
     trials.update({f"visible={v:g}": replace(auto, visible=v) for v in (1.5, 6.0)})
+    trials.update({f"min_excess={v:g}": replace(auto, min_excess=v) for v in (0.0, 0.6)})
+    # the grid a 12 MP photo gets (cells of 4 x 4 pixels), and one coarser
+    trials.update({f"cell={c}": replace(auto, max_grid=SIZE * SIZE * 2 // 3 // c // c)
+                   for c in (2, 4)})
     return trials
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .colour import LUMA_WEIGHTS, apply_gain, check_pixels, colour_channels, scale_to_255
+from .colour import LUMA_WEIGHTS, apply_gain, colour_channels, scale_to_255
 
 MODES = ("off", "auto", "strong")
 DEFAULT_MODE = "auto"
@@ -35,22 +35,29 @@ DEFAULT_MODE = "auto"
 class Settings:
     """Constants of one denoise mode (chosen on the synthetic tuning set, benchmarks/denoise.py).
 
-    cell: grid cell side in pixels. radius: guided-filter window radius in cells.
-    luma: eps = luma * noise variance * lift weight. chroma: fraction of the chroma replaced
-    by its blur at full lift weight. chroma_blur: Gaussian sigma of that blur, in cells.
-    visible: lifted noise std (output levels, 0..255) at which the lift weight is full.
+    window: guided-filter window radius in pixels. max_grid: most cells in the grid the filter
+    runs on (cells of s x s pixels, s >= 1 chosen so the grid fits: the cost stays bounded on
+    large photos, whose noise grain is no coarser). luma: eps = luma * noise variance * lift
+    weight. chroma_blur: Gaussian sigma (pixels) of the extra blur of the clean target's
+    chroma. visible: lifted noise std (output levels, 0..255) at which the lift weight is full.
+    min_excess: share of the output noise variance due to the lift (1 - 1/g^2) below which
+    nothing is done (0.3: gain 1.2).
     """
 
-    cell: int = 2
-    radius: int = 1
+    window: int = 4
+    max_grid: int = 1 << 20
     luma: float = 4.0
-    chroma: float = 1.0
-    chroma_blur: float = 1.5
+    chroma_blur: float = 3.0
     visible: float = 3.0
+    min_excess: float = 0.3
+
+    def cell(self, shape: tuple[int, ...]) -> int:
+        """Cell side s for an image of this shape."""
+        return max(1, int(np.ceil(np.sqrt(shape[0] * shape[1] / self.max_grid))))
 
 
-SETTINGS = {"auto": Settings(), "strong": Settings(radius=2, luma=8.0, chroma_blur=3.0)}
-#: Lift weights below this leave a row strip untouched (exactly `apply_gain`).
+SETTINGS = {"auto": Settings(), "strong": Settings(window=8, luma=8.0, chroma_blur=6.0)}
+#: Lift weights below this leave a region untouched (exactly `apply_gain`).
 MIN_WEIGHT = 0.02
 
 
@@ -93,108 +100,155 @@ def noise_level(y: np.ndarray, gain: np.ndarray, max_pixels: int = 1 << 19) -> f
 def lift_weight(gain: np.ndarray, sigma: float, settings: Settings) -> np.ndarray:
     """How much to clean, in [0, 1], from the gain (any shape) and the input noise std sigma.
 
-    0 where the gain is at most 1 or the lifted noise g * sigma is invisible; 1 where the gain
-    is large and the lifted noise reaches `settings.visible` output levels.
+    0 where the gain adds less than `settings.min_excess` of the output noise variance
+    (1 - 1/g^2) or the lifted noise g * sigma is invisible; 1 where the gain is large and the
+    lifted noise reaches `settings.visible` output levels.
     """
     g = np.maximum(gain, 1.0)
     excess = 1.0 - 1.0 / (g * g)  # share of the output noise variance added by the lift
+    lifted = np.clip((excess - settings.min_excess) / (1.0 - settings.min_excess), 0.0, 1.0)
     visible = np.clip(g * sigma / settings.visible, 0.0, 1.0)
-    return (excess * visible).astype(np.float32)
+    return (lifted * visible).astype(np.float32)
 
 
-def _grid(img: np.ndarray, s: int) -> np.ndarray:
-    """Area means over s x s cells (edge replicated to a whole number of cells); float32."""
+def _grid(img: np.ndarray, s: int, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
+    """One value per s x s cell (edge replicated to a whole number of cells), same dtype: the
+    area mean, or with INTER_LINEAR the mean of the 2 x 2 pixels at the cell's centre (cheaper:
+    it reads a quarter of a 4 x 4 cell) or with INTER_NEAREST one pixel."""
+    if s == 1:
+        return img
     h, w = img.shape[:2]
     hp, wp = -(-h // s) * s, -(-w // s) * s
     if (hp, wp) != (h, w):
         img = cv2.copyMakeBorder(img, 0, hp - h, 0, wp - w, cv2.BORDER_REPLICATE)
-    return cv2.resize(img.astype(np.float32, copy=False), (wp // s, hp // s),
-                      interpolation=cv2.INTER_AREA)
+    return cv2.resize(img, (wp // s, hp // s), interpolation=interpolation)
 
 
 def _box(img: np.ndarray, r: int) -> np.ndarray:
     return cv2.boxFilter(img, -1, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT)
 
 
-def _up_rows(grid: np.ndarray, i0: int, i1: int, s: int, w: int) -> np.ndarray:
-    """Bilinear upsampling (by s) of grid rows i0..i1 to their pixel rows, exactly as the whole
-    grid upsampled at once would give them (one grid row of margin on each side)."""
-    lo, hi = max(0, i0 - 1), min(grid.shape[0], i1 + 1)
-    part = grid[lo:hi]
-    up = cv2.resize(part, (part.shape[1] * s, part.shape[0] * s), interpolation=cv2.INTER_LINEAR)
-    return up[(i0 - lo) * s:(i1 - lo) * s, :w]
+def _up(grid: np.ndarray, s: int, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear upsampling by s, cropped to shape (H, W)."""
+    if s == 1:
+        return grid[:shape[0], :shape[1]]
+    up = cv2.resize(grid, (grid.shape[1] * s, grid.shape[0] * s), interpolation=cv2.INTER_LINEAR)
+    return up[:shape[0], :shape[1]]
+
+
+def clean_cells(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, noise_var: float,
+                st: Settings, s: int) -> tuple[np.ndarray, np.ndarray]:
+    """The clean target and its blend weight on the grid of s x s cells, for one image region.
+
+    pixels (h, w[, c]) colour channels only, y (h, w) on 0..255, gain (h, w). Returns
+    (target (h/s, w/s[, c]) already multiplied by the gain, in the pixels' dtype; weight
+    (h/s, w/s) float32 in [0, 1]). With a = var / (var + eps), the self-guided filter is
+    a * y + (1 - a) * T: the weight is 1 - a (box-averaged) and T the local mean, whose chroma
+    is blurred further. eps = luma * noise variance * lift weight: 0 (weight 0) where not lifted.
+    """
+    r = max(1, round(st.window / s))
+    k = np.float32(scale_to_255(pixels.dtype))
+    mean = _box(_grid(y, s), r)
+    var = _box(_grid(cv2.multiply(y, y), s), r)
+    var -= mean * mean
+    g = _grid(gain, s, cv2.INTER_NEAREST)  # smooth: one sample per cell is enough
+    eps = lift_weight(g, float(np.sqrt(noise_var)), st)
+    eps *= np.float32(st.luma * noise_var)
+    lifted = eps > 0
+    np.maximum(var, 0.0, out=var)
+    a = var / (var + eps + np.float32(1e-12))
+    a[~lifted] = 1.0
+    b = 1.0 - a
+    b *= mean
+    weight = 1.0 - _box(a, r)
+    np.clip(weight, 0.0, 1.0, out=weight)
+    target = _box(b, r)
+    target /= np.maximum(weight, np.float32(1e-3))  # luma of T (0..255)
+    if pixels.ndim == 3 and pixels.shape[2] == 3:
+        rgb = _grid(pixels, s, cv2.INTER_LINEAR).astype(np.float32)  # blurred below
+        rgb *= k
+        chroma = rgb - cv2.transform(rgb, np.float32([LUMA_WEIGHTS]))[..., None]
+        blurred = cv2.GaussianBlur(chroma, (0, 0), st.chroma_blur / s,
+                                   borderType=cv2.BORDER_REFLECT)
+        blurred += target[..., None]
+        target = blurred
+        g = g[..., None]
+    target *= g
+    target *= 1.0 / k
+    np.clip(np.rint(target, out=target), 0, np.iinfo(pixels.dtype).max, out=target)
+    return target.astype(pixels.dtype), weight
 
 
 def lift(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, mode: str = DEFAULT_MODE,
          sigma: float | None = None, settings: Settings | None = None) -> np.ndarray:
     """Apply the per-pixel gain (H, W) to pixels, cleaning what the gain would amplify.
 
-    Same shape and dtype out, alpha untouched. mode "off" (and any image or row strip that the
-    gain does not lift visibly) gives exactly `colour.apply_gain(pixels, gain)`. sigma: the
-    input's noise std on 0..255 (estimated from the image when None). settings: the mode's
-    constants replaced (for trials).
+    Same shape and dtype out, alpha untouched. mode "off", and every region that the gain does
+    not lift visibly, give exactly `colour.apply_gain(pixels, gain)`; elsewhere that result is
+    blended toward the gained clean target of `clean_cells`. sigma: the input's noise std on
+    0..255 (estimated from the image when None). settings: the mode's constants replaced
+    (for trials).
     """
-    check_pixels(pixels)
+    out = apply_gain(pixels, gain)
     if check_mode(mode) == "off":
-        return apply_gain(pixels, gain)
+        return out
     st = settings or SETTINGS[mode]
-    k = scale_to_255(pixels.dtype)
     if sigma is None:
         sigma = noise_level(y, gain)
-    quant = k if pixels.dtype == np.uint8 else 0.0  # one input step on the 0..255 scale
-    noise_var = sigma * sigma + quant * quant / 12.0
-    s, h, w = st.cell, *pixels.shape[:2]
-    g_low = _grid(gain, s)
-    weight = lift_weight(g_low, float(np.sqrt(noise_var)), st)
-    active = _box(weight, st.radius + 1).max(axis=1) >= MIN_WEIGHT
-    if not active.any():
-        return apply_gain(pixels, gain)
-
-    # Luminance: guided-filter coefficients on the grid, eps per cell.
-    mean = _box(_grid(y, s), st.radius)
-    var = np.maximum(_box(_grid(cv2.multiply(y, y), s), st.radius) - mean * mean, 0.0)
-    eps = st.luma * noise_var * weight
-    a = np.where(eps > 0, var / (var + eps + 1e-12), 1.0).astype(np.float32)
-    b = (1.0 - a) * mean
-    a, b = _box(a, st.radius), _box(b, st.radius)
-
+    quant = scale_to_255(pixels.dtype) if pixels.dtype == np.uint8 else 0.0
+    noise_var = sigma * sigma + quant * quant / 12.0  # an 8-bit step is noise of std 1/sqrt(12)
+    h, w = pixels.shape[:2]
+    s = st.cell((h, w))
     n = colour_channels(pixels)
-    out = apply_gain(pixels, gain)  # strips the gain leaves alone keep exactly this
-    m_low = (st.chroma * weight).astype(np.float32)
-    if n == 3:
-        rgb_low = _grid(pixels[..., :3], s) * np.float32(k)
-        y_low = cv2.transform(rgb_low, np.float32([LUMA_WEIGHTS]))
-        chroma = rgb_low - y_low[..., None]
-        smooth = cv2.GaussianBlur(chroma, (0, 0), st.chroma_blur)
-        mc_low = smooth * m_low[..., None]  # m * blurred chroma
-    rows_per = max(1, (1 << 17) // max(1, w * s)) * 1
-    inv_k = np.float32(1.0 / k)
-    for i0 in range(0, a.shape[0], rows_per):
-        i1 = min(a.shape[0], i0 + rows_per)
-        if not active[i0:i1].any():
-            continue
-        r0, r1 = i0 * s, min(h, i1 * s)
-        rows = slice(r0, r1)
-        nr = r1 - r0
-        g = gain[rows]
-        ys = y[rows]
-        # q = a * y + b: denoised luma; e = q - y is added to every colour channel.
-        q = _up_rows(a, i0, i1, s, w)[:nr] * ys + _up_rows(b, i0, i1, s, w)[:nr]
-        if n == 1:
-            res = cv2.multiply(q, g, scale=float(inv_k))
-            res = np.clip(np.rint(res), 0, np.iinfo(pixels.dtype).max).astype(pixels.dtype)
-            if pixels.ndim == 2:
-                out[rows] = res
-            else:
-                out[rows, :, 0] = res
-            continue
-        m = _up_rows(m_low, i0, i1, s, w)[:nr]
-        mc = _up_rows(mc_low, i0, i1, s, w)[:nr]
-        # P_c = (1 - m) (I_c - y) + m * blurred chroma + q: chroma mixed, luma replaced by q.
-        src = pixels[rows, :, :3].astype(np.float32) * np.float32(k)
-        chroma_full = src - ys[..., None]
-        clean = chroma_full * (1.0 - m)[..., None] + mc + q[..., None]
-        res = clean * (g * inv_k)[..., None]
-        top = np.iinfo(pixels.dtype).max
-        out[rows, :, :3] = np.clip(np.rint(res), 0, top).astype(pixels.dtype)
+    margin = (3 * max(1, round(st.window / s)) + 2) * s + int(np.ceil(3 * st.chroma_blur))
+    for r0, r1, c0, c1 in _active_spans(gain, float(np.sqrt(noise_var)), st):
+        # The region with a margin, so the filters see the same neighbourhood as on the whole.
+        y0, y1, x0, x1 = max(0, r0 - margin), min(h, r1 + margin), max(0, c0 - margin), min(
+            w, c1 + margin)
+        # cells aligned with the image's, whole cells except at the image's edge
+        y0, x0 = y0 - y0 % s, x0 - x0 % s
+        y1, x1 = min(h, y0 + -(-(y1 - y0) // s) * s), min(w, x0 + -(-(x1 - x0) // s) * s)
+        colour = pixels[y0:y1, x0:x1] if pixels.ndim == 2 else pixels[y0:y1, x0:x1, :n]
+        target, weight = clean_cells(colour, y[y0:y1, x0:x1], gain[y0:y1, x0:x1], noise_var,
+                                     st, s)
+        inner = (slice(r0 - y0, r1 - y0), slice(c0 - x0, c1 - x0))
+        shape = (y1 - y0, x1 - x0)
+        wgt = _up(weight, s, shape)[inner]
+        clean = _up(target, s, shape)[inner]
+        region = out[r0:r1, c0:c1] if out.ndim == 2 else out[r0:r1, c0:c1, :n]
+        if clean.ndim == 3 and clean.shape[2] == 1:
+            clean = clean[..., 0]
+        if out.ndim == 3 and n == 1:
+            region = region[..., 0]
+        region[...] = _blend(region, clean, wgt).reshape(region.shape)
     return out
+
+
+def _blend(plain: np.ndarray, clean: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """(1 - weight) * plain + weight * clean, rounded to the dtype (OpenCV's blendLinear)."""
+    keep = 1.0 - weight
+    if plain.dtype == np.uint8:
+        return cv2.blendLinear(np.ascontiguousarray(plain), clean, keep, weight)
+    mixed = cv2.blendLinear(plain.astype(np.float32), clean.astype(np.float32), keep, weight)
+    return np.clip(np.rint(mixed), 0, np.iinfo(plain.dtype).max).astype(plain.dtype)
+
+
+def _active_spans(gain: np.ndarray, sigma: float, st: Settings, rows: int = 64
+                  ) -> list[tuple[int, int, int, int]]:
+    """(r0, r1, c0, c1) pixel regions, one per band of `rows` rows, that hold every pixel whose
+    lift weight may reach MIN_WEIGHT; bands with none are left out. Decided on a 16-pixel
+    sample of the gain (the gain is smooth: it follows the base layer)."""
+    step = 16
+    sample = gain[step // 2::step, step // 2::step]
+    lifted = cv2.dilate((lift_weight(sample, sigma, st) >= MIN_WEIGHT).astype(np.uint8),
+                        np.ones((3, 3), np.uint8))
+    h, w = gain.shape
+    spans = []
+    per = max(1, rows // step)
+    for i in range(0, lifted.shape[0], per):
+        cols = np.flatnonzero(lifted[i:i + per].any(axis=0))
+        if cols.size:  # the last sample row / column stands for the image's edge
+            r1 = h if i + per >= lifted.shape[0] else (i + per) * step
+            c1 = w if cols[-1] == lifted.shape[1] - 1 else (int(cols[-1]) + 1) * step
+            spans.append((i * step, r1, int(cols[0]) * step, c1))
+    return spans
