@@ -167,7 +167,7 @@ class Restorer:
         if self.denoise == "off":
             out = apply_tone_gain(image, gain, self.tone)
         else:
-            out = lift(image, y, gain, self.denoise)
+            out = lift(image, y, gain, self.denoise, reuse_gain=True)
         seconds["apply"] = time.perf_counter() - t2
         return Result(out, curve, iterations, loss, converged, seconds)
 
