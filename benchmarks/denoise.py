@@ -106,7 +106,7 @@ def render(sample: dict, g: np.ndarray, st: Settings | None) -> np.ndarray:
     dark = sample["dark"]
     if st is None:
         return apply_gain(dark, g)
-    return lift(dark, luminance(dark), g, settings=st)
+    return lift(dark, luminance(dark), g, settings=st).image
 
 
 def tune(args: argparse.Namespace) -> None:
@@ -191,7 +191,7 @@ def lol(args: argparse.Namespace) -> None:
         for kind, g in (("default", g_default), ("oracle", g_oracle), ("oraclegain", g_map)):
             for mode in ("off", "auto", "strong"):
                 if f"{kind}-{mode}" in kinds:
-                    write_image(out / f"{kind}-{mode}" / p.name, lift(dark, y, g, mode),
+                    write_image(out / f"{kind}-{mode}" / p.name, lift(dark, y, g, mode).image,
                                 overwrite=True)
     print(f"score with: python ../shared/tools/score_pairs.py {pairs} "
           + " ".join(str(out / k) for k in kinds))

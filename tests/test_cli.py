@@ -22,7 +22,7 @@ from excnet.tone import IMPROVED
 
 EXCNET = Path(sys.executable).with_name("excnet")
 RECORD_KEYS = {"input", "output", "status", "error", "phi_s", "phi_h", "iterations", "loss",
-               "seconds"}
+               "seconds", "denoise"}
 SECONDS_KEYS = {"decode", "base", "estimate", "apply", "encode", "total"}
 
 

@@ -3,6 +3,8 @@ does not, texture survives, every pixel layout and bit depth, and the switches."
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from conftest import make_backlit
@@ -27,7 +29,7 @@ def noisy_flat(level: float, sigma: float, shape=(96, 128, 3), dtype=np.uint8,
 
 def restored(pixels: np.ndarray, g: float, mode: str) -> np.ndarray:
     gain = np.full(pixels.shape[:2], g, np.float32)
-    return lift(pixels, luminance(pixels), gain, mode)
+    return lift(pixels, luminance(pixels), gain, mode).image
 
 
 def centre_std(img: np.ndarray) -> float:
@@ -59,7 +61,8 @@ def test_gain_one_leaves_the_patch_untouched():
 def test_off_is_plain_gain():
     dark = noisy_flat(30, 2.0)
     gain = np.linspace(1, 5, dark.shape[1], dtype=np.float32)[None].repeat(dark.shape[0], 0)
-    np.testing.assert_array_equal(lift(dark, luminance(dark), gain, "off"), apply_gain(dark, gain))
+    np.testing.assert_array_equal(lift(dark, luminance(dark), gain, "off").image,
+                                  apply_gain(dark, gain))
 
 
 def test_noise_level_estimates_white_noise():
@@ -116,7 +119,7 @@ def test_clean_photo_is_unchanged_within_a_level():
     img = np.asarray(img, np.float64)
     gain = np.full(img.shape[:2], 3.0, np.float32)
     smooth = np.clip(np.rint(img / 4), 0, 65535).astype(np.uint16)  # dark, still smooth
-    out = lift(smooth, luminance(smooth), gain, "auto", sigma=0.0)
+    out = lift(smooth, luminance(smooth), gain, "auto", sigma=0.0).image
     diff = np.abs(out.astype(np.int64) - apply_gain(smooth, gain).astype(np.int64))
     assert diff.max() <= 257  # one 8-bit level
 
@@ -146,6 +149,11 @@ def test_cli_switch(tmp_path, capsys):
         assert main(["restore", str(src), "-o", str(dst), "--denoise", mode]) == 0
         outs[mode] = read_image(dst).pixels
     capsys.readouterr()
+    assert main(["restore", str(src), "-o", str(tmp_path / "j.png"), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["denoise"]["mode"] == "auto" and record["denoise"]["cleaned"] > 0.5
+    # luma noise of independent channel noise: 3 * |(0.299, 0.587, 0.114)|
+    assert record["denoise"]["noise"] == pytest.approx(3.0 * 0.668, rel=0.2)
     flat = (slice(30, 90), slice(60, 140))
     assert outs["off"][flat].mean() > 2 * dark[flat].mean()  # it was lifted
     assert outs["auto"][flat].std() < 0.5 * outs["off"][flat].std()

@@ -61,6 +61,23 @@ SETTINGS = {"auto": Settings(), "strong": Settings(window=8, luma=8.0, chroma_bl
 MIN_WEIGHT = 0.02
 
 
+@dataclass(frozen=True)
+class Lifted:
+    """`lift`'s result: the image, the input noise std it estimated (0..255 scale; None when
+    off) and the share of the image's pixels in the regions it cleaned (0 when none needed it)."""
+
+    image: np.ndarray
+    mode: str
+    noise: float | None
+    cleaned: float
+
+    def report(self) -> dict:
+        """What was applied, for JSON records: mode, noise std (0..255), share cleaned."""
+        return {"mode": self.mode,
+                "noise": None if self.noise is None else round(self.noise, 3),
+                "cleaned": round(self.cleaned, 4)}
+
+
 def check_mode(mode: str) -> str:
     if mode not in MODES:
         raise ValueError(f"unknown denoise mode {mode!r}; choose from {', '.join(MODES)}")
@@ -185,11 +202,12 @@ def clean_cells(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, noise_var: 
 
 def lift(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, mode: str = DEFAULT_MODE,
          sigma: float | None = None, settings: Settings | None = None,
-         reuse_gain: bool = False) -> np.ndarray:
+         reuse_gain: bool = False) -> Lifted:
     """Apply the per-pixel gain (H, W) to pixels, cleaning what the gain would amplify.
 
-    Same shape and dtype out, alpha untouched. mode "off", and every region that the gain does
-    not lift visibly, give exactly `colour.apply_gain(pixels, gain)`. Elsewhere the result is
+    Returns `Lifted`; its image has the same shape and dtype, alpha untouched. mode "off", and
+    every region that the gain does not lift visibly, give exactly `colour.apply_gain(pixels,
+    gain)`. Elsewhere the result is
     (1 - w) * gain * pixels + w * T, with T the gained clean target of `clean_cells` and w its
     weight, both upsampled from the grid: the first term is `apply_gain` with a reduced gain, the
     second an addition, so the cleaning costs about one extra pass over the lifted rows. sigma:
@@ -197,7 +215,7 @@ def lift(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, mode: str = DEFAUL
     constants replaced (for trials). reuse_gain: the gain array may be overwritten (saves a copy).
     """
     if check_mode(mode) == "off":
-        return apply_gain(pixels, gain)
+        return Lifted(apply_gain(pixels, gain), mode, None, 0.0)
     st = settings or SETTINGS[mode]
     if sigma is None:
         sigma = noise_level(y, gain)
@@ -208,7 +226,7 @@ def lift(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, mode: str = DEFAUL
     n = colour_channels(pixels)
     spans = _active_spans(gain, float(np.sqrt(noise_var)), st)
     if not spans:
-        return apply_gain(pixels, gain)
+        return Lifted(apply_gain(pixels, gain), mode, sigma, 0.0)
     # One grid over the spans' bounding box with a margin, so the filters see the same
     # neighbourhood as on the whole image; cells aligned with the image's.
     margin = (3 * max(1, round(st.window / s)) + 2) * s + int(np.ceil(3 * st.chroma_blur))
@@ -238,7 +256,8 @@ def lift(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, mode: str = DEFAUL
             out[r0:r1, c0:c1, :3] = cv2.add(out[r0:r1, c0:c1, :3], more)
         else:
             out[r0:r1, c0:c1, 0] = cv2.add(out[r0:r1, c0:c1, 0], more)
-    return out
+    cleaned = sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in spans) / (h * w)
+    return Lifted(out, mode, sigma, cleaned)
 
 
 def _active_spans(gain: np.ndarray, sigma: float, st: Settings, rows: int = 64
@@ -247,10 +266,10 @@ def _active_spans(gain: np.ndarray, sigma: float, st: Settings, rows: int = 64
     lift weight may reach MIN_WEIGHT; bands with none are left out. Decided on a 16-pixel
     sample of the gain (the gain is smooth: it follows the base layer)."""
     step = 16
-    sample = gain[step // 2::step, step // 2::step]
+    h, w = gain.shape
+    sample = gain[min(step // 2, h - 1)::step, min(step // 2, w - 1)::step]
     lifted = cv2.dilate((lift_weight(sample, sigma, st) >= MIN_WEIGHT).astype(np.uint8),
                         np.ones((3, 3), np.uint8))
-    h, w = gain.shape
     spans = []
     per = max(1, rows // step)
     for i in range(0, lifted.shape[0], per):

@@ -15,12 +15,14 @@ import numpy as np
 from .base import base_layer, fast_base_layer, network_input
 from .colour import check_pixels, luminance
 from .curve import Curve, gain, gain_lut
-from .denoise import check_mode, lift
+from .denoise import Lifted, check_mode, lift
 from .solvers import RIDGE, Estimate, NetworkSolver, solve_direct
 from .tone import FAITHFUL, IMPROVED, ToneOptions, apply_tone_gain
 
 SOLVERS = ("excnet", "direct")
 DEFAULT_SOLVER = "direct"
+#: The report of a restoration without clean lifting.
+OFF = Lifted(np.empty(0, np.uint8), "off", None, 0.0)
 #: Entries of the gain look-up table of the fast path: one per 16-bit step of the base layer.
 LUT_SIZE = 65536
 
@@ -31,6 +33,7 @@ class Result:
 
     image: same shape and dtype as the input. curve: the estimated (or given) parameters with
     the strength and highlight scale used. seconds: per-stage wall time (base, estimate, apply).
+    denoise: what clean lifting did (`denoise.Lifted.report`: mode, noise, cleaned).
     """
 
     image: np.ndarray
@@ -39,6 +42,7 @@ class Result:
     loss: float
     converged: bool
     seconds: dict[str, float] = field(default_factory=dict)
+    denoise: dict = field(default_factory=dict)
 
     @property
     def phi_s(self) -> float:
@@ -165,11 +169,12 @@ class Restorer:
         gain = gain_map(base, curve) if self.exact else fast_gain_map(base, curve)
         del base
         if self.denoise == "off":
-            out = apply_tone_gain(image, gain, self.tone)
+            out, cleaning = apply_tone_gain(image, gain, self.tone), OFF.report()
         else:
-            out = lift(image, y, gain, self.denoise, reuse_gain=True)
+            lifted = lift(image, y, gain, self.denoise, reuse_gain=True)
+            out, cleaning = lifted.image, lifted.report()
         seconds["apply"] = time.perf_counter() - t2
-        return Result(out, curve, iterations, loss, converged, seconds)
+        return Result(out, curve, iterations, loss, converged, seconds, cleaning)
 
 
 def restore(image: np.ndarray, curve: Curve | None = None, **options) -> Result:
