@@ -162,3 +162,9 @@ def test_cli_switch(tmp_path, capsys):
     assert exc.value.code == 2
     assert "denoise" in capsys.readouterr().err
     assert IMPROVED.chroma == "faithful"  # denoise applies to the default rendering
+
+
+def test_video_refuses_denoise(tmp_path, capsys):
+    """Video frames are not denoised; asking for it is a usage error, not a silent no-op."""
+    assert main(["video", str(tmp_path / "in.mp4"), "--denoise", "auto"]) == 2
+    assert "--denoise" in capsys.readouterr().err
