@@ -3,6 +3,7 @@ does not, texture survives, every pixel layout and bit depth, and the switches."
 
 from __future__ import annotations
 
+import base64
 import json
 
 import numpy as np
@@ -168,3 +169,35 @@ def test_video_refuses_denoise(tmp_path, capsys):
     """Video frames are not denoised; asking for it is a usage error, not a silent no-op."""
     assert main(["video", str(tmp_path / "in.mp4"), "--denoise", "auto"]) == 2
     assert "--denoise" in capsys.readouterr().err
+
+
+def test_service_denoise_field():
+    import warnings
+
+    from excnet import Curve
+    from excnet.imageio import decode_image, encode_image
+    from excnet.service import Settings, create_app
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    dark = noisy_flat(15, 3.0, shape=(96, 128, 3))
+    curve = Curve(1.2, 0.0, highlight_scale=0.5, monotonic=True)
+    with TestClient(create_app(Settings(solver="direct"))) as client:
+        for mode in ("off", "strong", None):
+            data = {k: str(v) for k, v in curve.to_dict().items()}
+            if mode:
+                data["denoise"] = mode
+            r = client.post("/api/v1/apply", params={"response": "json"},
+                            files={"file": ("d.png", encode_image(dark, "PNG"), "image/png")},
+                            data=data)
+            assert r.status_code == 200
+            body = r.json()
+            assert body["denoise"]["mode"] == (mode or "auto")
+            got = decode_image(base64.b64decode(body["image_base64"])).pixels
+            want = Restorer(denoise=mode or "auto").restore(dark, curve).image
+            np.testing.assert_array_equal(got, want)
+        r = client.post("/api/v1/apply", files={"file": ("d.png", encode_image(dark, "PNG"),
+                                                         "image/png")},
+                        data={"phi_s": "1", "denoise": "loud"})
+        assert r.status_code == 422
