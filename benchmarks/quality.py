@@ -371,31 +371,37 @@ def _sheet_samples(samples: list[Sample], n: int) -> list[Sample]:
     return ordered[::step][:n]
 
 
-#: Adaptive-rule constants tried by --adapt-trials (module attribute -> values), one at a time
-#: around the current values.
-ADAPT_TRIALS = {
-    "HIGH_TARGET": (0.8, 0.85, 0.9, 0.95, 1.0),
-    "KEY_TARGET": (0.4, 0.45, 0.5, 0.55),
-    "DEAD_ZONE": (0.25, 0.5, 0.75, 1.0),
-    "LOWKEY_SPREAD": (2.0, 2.5, 3.0),
-    "BACKLIT_LOW": (0.1, 0.15, 0.2),
-    "BACKLIT_HIGH": (0.25, 0.3, 0.4, 0.5),
+#: Adaptive-rule candidates tried by --adapt-trials: label -> constants of excnet.adapt that
+#: differ from the module's values. Round 1 varied one constant at a time around
+#: (HIGH_TARGET 0.9, KEY_TARGET 0.5, DEAD_ZONE 0.5, LOWKEY_SPREAD 2.5, BACKLIT 0.15..0.3);
+#: round 2 (these) combines the tuning-half winners. benchmarks/RESULTS.md has both tables.
+ADAPT_TRIALS: dict[str, dict[str, float]] = {
+    "round-1 start": {"HIGH_TARGET": 0.9, "KEY_TARGET": 0.5, "DEAD_ZONE": 0.5,
+                      "LOWKEY_SPREAD": 2.5, "BACKLIT_LOW": 0.15, "BACKLIT_HIGH": 0.3},
+    "H.85 B.2-.4": {"HIGH_TARGET": 0.85, "BACKLIT_LOW": 0.2, "BACKLIT_HIGH": 0.4},
+    "H.85 K.45 B.2-.4": {"HIGH_TARGET": 0.85, "KEY_TARGET": 0.45, "BACKLIT_LOW": 0.2,
+                         "BACKLIT_HIGH": 0.4},
+    "H.85 B.2-.3": {"HIGH_TARGET": 0.85, "BACKLIT_LOW": 0.2, "BACKLIT_HIGH": 0.3},
+    "H.8 B.2-.4": {"HIGH_TARGET": 0.8, "BACKLIT_LOW": 0.2, "BACKLIT_HIGH": 0.4},
+    "H.85 B.2-.4 DZ.25": {"HIGH_TARGET": 0.85, "BACKLIT_LOW": 0.2, "BACKLIT_HIGH": 0.4,
+                          "DEAD_ZONE": 0.25},
+    "H.85 B.2-.4 DZ.75": {"HIGH_TARGET": 0.85, "BACKLIT_LOW": 0.2, "BACKLIT_HIGH": 0.4,
+                          "DEAD_ZONE": 0.75},
+    "H.85 B.2-.4 LK2": {"HIGH_TARGET": 0.85, "BACKLIT_LOW": 0.2, "BACKLIT_HIGH": 0.4,
+                        "LOWKEY_SPREAD": 2.0},
 }
 
 
 def adapt_trials(sets: dict[str, list[Sample]], half: str) -> None:
-    """Each constant of excnet.adapt varied alone; PSNR / SSIM / dE00 per set on one half."""
+    """Each candidate set of excnet.adapt constants; PSNR / SSIM / dE00 per set on one half."""
     pick = {"tuning": lambda s: not s.held_out, "held-out": lambda s: s.held_out}[half]
     subsets = {n: [s for s in ss if pick(s)] for n, ss in sets.items() if n != "lol"}
     restorer = Restorer(**_denoise("off"))
-    trials = [("current", None, None)] + [(f"{k}={v:g}", k, v)
-                                          for k, vals in ADAPT_TRIALS.items() for v in vals
-                                          if v != getattr(adapt, k)]
     rows = {}
-    for label, key, value in trials:
-        old = getattr(adapt, key) if key else None
-        if key:
-            setattr(adapt, key, value)
+    for label, constants in {"current": {}, **ADAPT_TRIALS}.items():
+        old = {k: getattr(adapt, k) for k in constants}
+        for k, v in constants.items():
+            setattr(adapt, k, v)
         try:
             row = {}
             for n, sub in subsets.items():
@@ -405,10 +411,10 @@ def adapt_trials(sets: dict[str, list[Sample]], half: str) -> None:
                     row[f"{n} min"] = m["min"]
             rows[label] = row
         finally:
-            if key:
-                setattr(adapt, key, old)
+            for k, v in old.items():
+                setattr(adapt, k, v)
     print(f"\nadaptive-rule trials, {half} halves (P = PSNR, S = SSIM, dE = CIEDE2000; "
-          f"well/lowkey vs input)\n{table(rows, 'trial')}")
+          f"well/lowkey vs input; denoise off)\n{table(rows, 'trial')}")
 
 
 def examples(sheet: Path, size: int) -> None:

@@ -122,7 +122,7 @@ def test_strength_scales_the_adaptive_result() -> None:
 
 def test_adapt_off_is_the_previous_default() -> None:
     img = make_backlit(96, 128, seed=1)
-    res = Restorer(adapt=False).restore(img)
+    res = Restorer(adapt=False, denoise="off").restore(img)
     r = Restorer()
     base = fast_base_layer(luminance(img), 3200.0)
     est = solve_direct(network_input(base))

@@ -23,7 +23,7 @@ from excnet.tone import IMPROVED
 
 EXCNET = Path(sys.executable).with_name("excnet")
 RECORD_KEYS = {"input", "output", "status", "error", "phi_s", "phi_h", "iterations", "loss",
-               "exposure", "amount", "needs_correction", "mean_gain", "seconds"}
+               "exposure", "amount", "needs_correction", "mean_gain", "seconds", "denoise"}
 SECONDS_KEYS = {"decode", "base", "estimate", "apply", "encode", "total"}
 
 

@@ -61,8 +61,10 @@ def _stops(target: float, level: float) -> float:
     return math.log2(float(srgb_to_linear(target)) / float(srgb_to_linear(max(level, 1e-3))))
 
 
-def soft_dead_zone(e: float, dz: float = DEAD_ZONE) -> float:
-    """0 below 0, e^2 / (4 dz) up to 2 dz, e - dz above: continuous with a continuous slope."""
+def soft_dead_zone(e: float, dz: float | None = None) -> float:
+    """0 below 0, e^2 / (4 dz) up to 2 dz, e - dz above: continuous with a continuous slope
+    (dz: DEAD_ZONE by default)."""
+    dz = DEAD_ZONE if dz is None else dz
     if e <= 0:
         return 0.0
     return e * e / (4 * dz) if e < 2 * dz else e - dz

@@ -16,11 +16,14 @@ from .adapt import Decision, decide
 from .base import base_layer, fast_base_layer, network_input
 from .colour import check_pixels, luminance
 from .curve import Curve, gain, gain_lut
+from .denoise import Lifted, check_mode, lift
 from .solvers import RIDGE, Estimate, NetworkSolver, solve_direct
 from .tone import FAITHFUL, IMPROVED, ToneOptions, apply_tone_gain
 
 SOLVERS = ("excnet", "direct")
 DEFAULT_SOLVER = "direct"
+#: The report of a restoration without clean lifting.
+OFF = Lifted(np.empty(0, np.uint8), "off", None, 0.0)
 #: Entries of the gain look-up table of the fast path: one per 16-bit step of the base layer.
 LUT_SIZE = 65536
 
@@ -35,6 +38,7 @@ class Result:
     judges the image to need a correction (also when it was not applied). mean_gain: how
     strong the applied correction was, the mean luminance gain f(b)/b over the image's base
     layer (on its 128 x 128 network input); 1 is no change.
+    denoise: what clean lifting did (`denoise.Lifted.report`: mode, noise, cleaned).
     """
 
     image: np.ndarray
@@ -45,6 +49,7 @@ class Result:
     seconds: dict[str, float] = field(default_factory=dict)
     needs_correction: bool = True
     mean_gain: float = 1.0
+    denoise: dict = field(default_factory=dict)
 
     @property
     def phi_s(self) -> float:
@@ -92,10 +97,15 @@ class Restorer:
     adapt: the adaptive default (`excnet.adapt`): an exposure step before the curve for dark
     frames and a fraction of phi that follows how back-lit the photo is, both decided per image
     and stored in the Curve. None (the default) means on, except with the faithful tone.
-    exact=True computes
-    the base layer with the exact guided filter and the gain in float64 (the reference path);
-    the default fast path (subsampled guided filter, gain table) gives the same phi within a
-    few thousandths and the same pixels within about one level.
+
+    exact=True computes the base layer with the exact guided filter and the gain in float64
+    (the reference path); the default fast path (subsampled guided filter, gain table) gives
+    the same phi within a few thousandths and the same pixels within about one level.
+
+    denoise: "auto" (the default) cleans what the gain amplifies (noise, JPEG blocks, 8-bit
+    steps) where it lifts, by the image's own noise level (`denoise.lift`); "strong" cleans
+    more; "off" applies the gain alone. None takes "off" with the faithful tone (the paper's
+    rendering, bit for bit) and "auto" otherwise. Denoising needs the faithful chroma step.
     """
 
     def __init__(self, solver: str = DEFAULT_SOLVER, *, arch: str = "small",
@@ -103,13 +113,19 @@ class Restorer:
                  tol: float = 1e-3, window: int = 20, ridge: float = RIDGE, seed: int = 0,
                  strength: float = 1.0, highlight_scale: float | None = None,
                  tone: ToneOptions | None = None, faithful: bool = False,
-                 adapt: bool | None = None, exact: bool = False) -> None:
+                 adapt: bool | None = None, exact: bool = False,
+                 denoise: str | None = None) -> None:
         if solver not in SOLVERS:
             raise ValueError(f"unknown solver {solver!r}; choose from {', '.join(SOLVERS)}")
         if tone is None:
             tone = FAITHFUL if faithful else IMPROVED
         if tone.monotonic == "envelope":
             raise ValueError("the 'envelope' monotonic mode is a benchmark trial only")
+        if denoise is None:
+            denoise = "off" if tone == FAITHFUL else "auto"
+        if check_mode(denoise) != "off" and (tone.chroma, tone.clip) != ("faithful", "plain"):
+            raise ValueError("denoise needs the faithful chroma step and plain clipping")
+        self.denoise = denoise
         self.solver = solver
         self.adapt = tone != FAITHFUL if adapt is None else adapt
         self.ridge = ridge
@@ -152,10 +168,14 @@ class Restorer:
 
     def _base(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(base layer (H, W) on 0..255, network input (128, 128) in [0, 1])."""
+        return self._layers(image)[1:]
+
+    def _layers(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(luminance (H, W) and its base layer on 0..255, network input (128, 128))."""
         y = luminance(image)
         layer = base_layer if self.exact else fast_base_layer
         base = layer(y, self.tone.eps, self.tone.radius_fraction)
-        return base, network_input(base)
+        return y, base, network_input(base)
 
     def curve_for(self, phi_s: float, phi_h: float, decision: Decision | None = None) -> Curve:
         """The curve with this restorer's strength, highlight scale and monotonic setting, and
@@ -170,7 +190,7 @@ class Restorer:
         check_pixels(image)
         seconds: dict[str, float] = {}
         t0 = time.perf_counter()
-        base, x = self._base(image)
+        y, base, x = self._layers(image)
         t1 = time.perf_counter()
         seconds["base"] = t1 - t0
         judged, _ = decide(x)
@@ -185,10 +205,14 @@ class Restorer:
         seconds["estimate"] = t2 - t1
         gains = gain_map(base, curve) if self.exact else fast_gain_map(base, curve)
         del base
-        out = apply_tone_gain(image, gains, self.tone)
+        if self.denoise == "off":
+            out, cleaning = apply_tone_gain(image, gains, self.tone), OFF.report()
+        else:
+            lifted = lift(image, y, gains, self.denoise, reuse_gain=True)
+            out, cleaning = lifted.image, lifted.report()
         seconds["apply"] = time.perf_counter() - t2
         return Result(out, curve, iterations, loss, converged, seconds,
-                      judged.needs_correction, mean_gain)
+                      judged.needs_correction, mean_gain, cleaning)
 
 
 def restore(image: np.ndarray, curve: Curve | None = None, **options) -> Result:

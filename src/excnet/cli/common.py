@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..curve import Curve
+from ..denoise import MODES as DENOISE_MODES
 from ..pipeline import DEFAULT_SOLVER, SOLVERS, Restorer
 from ..tone import FAITHFUL, IMPROVED, ToneOptions
 
@@ -55,6 +56,9 @@ def add_curve_options(p: argparse.ArgumentParser, default_solver: str = DEFAULT_
     g.add_argument("--phi-h", type=float, default=None, help="use this phi_h, skip estimation")
     g.add_argument("--params", type=Path, default=None, metavar="FILE",
                    help="apply the curve saved in FILE (JSON from `excnet estimate --save`)")
+    g.add_argument("--denoise", choices=DENOISE_MODES, default=None,
+                   help="clean the noise, JPEG blocks and 8-bit steps that lifting amplifies, "
+                        "where it lifts (default auto; off with --faithful)")
 
 
 def given_curve(args: argparse.Namespace) -> Curve | None:
@@ -94,7 +98,8 @@ def restorer_options(args: argparse.Namespace) -> dict:
     return {"solver": args.solver, "arch": args.arch, "max_iters": args.max_iters,
             "seed": args.seed, "strength": 1.0 if args.strength is None else args.strength,
             "highlight_scale": args.highlight_scale, "tone": tone_options(args),
-            "adapt": None if args.adapt is None else args.adapt == "on"}
+            "adapt": None if args.adapt is None else args.adapt == "on",
+            "denoise": args.denoise}
 
 
 def make_restorer(args: argparse.Namespace) -> Restorer:

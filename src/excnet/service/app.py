@@ -38,6 +38,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..curve import Curve
+from ..denoise import DEFAULT_MODE as DEFAULT_DENOISE
 from ..imageio import FORMATS, ImageError, ImageFile, decode_image, encode_image
 from ..pipeline import DEFAULT_SOLVER, SOLVERS, Restorer
 from ..tone import IMPROVED
@@ -170,6 +171,7 @@ class Job:
     format: str | None = None
     quality: int = 95
     preview: int = 0
+    denoise: str | None = None
 
     def curve_with_controls(self, phi_s: float, phi_h: float, base: Curve | None = None) -> Curve:
         """Curve with this request's strength / highlight scale over `base`'s (or the defaults)."""
@@ -205,6 +207,7 @@ def restore_job(pool: WorkerPool, settings: Settings, job: Job) -> dict:
     """Decode, restore (estimating unless a curve is given) and encode: runs on a worker."""
     img = _decode(job, settings)
     restorer = pool.restorer(job.solver)
+    restorer.denoise = job.denoise or DEFAULT_DENOISE  # this worker's own restorer: safe
     if job.given is not None:
         res = restorer.restore(img.pixels, job.given)
     else:
@@ -219,7 +222,7 @@ def restore_job(pool: WorkerPool, settings: Settings, job: Job) -> dict:
         raise ApiError(422, "cannot_encode", f"{job.name}: {exc}") from None
     return {"body": body, "format": fmt, "curve": res.curve, "iterations": res.iterations,
             "loss": res.loss, "converged": res.converged, "width": img.width,
-            "height": img.height, "seconds": res.seconds}
+            "height": img.height, "seconds": res.seconds, "denoise": res.denoise}
 
 
 def estimate_job(pool: WorkerPool, settings: Settings, job: Job) -> dict:
@@ -289,7 +292,7 @@ def image_or_json(result: dict, name: str, response: str) -> Response:
             "iterations": result["iterations"], "loss": _finite(result["loss"]),
             "converged": result["converged"], "width": result["width"],
             "height": result["height"], "format": fmt, "media_type": MEDIA_TYPES[fmt],
-            "filename": filename}
+            "filename": filename, "denoise": result["denoise"]}
     if response == "json":
         meta["image_base64"] = base64.b64encode(result["body"]).decode("ascii")
         return JSONResponse(meta)
@@ -368,6 +371,8 @@ ParamsField = Annotated[str | None, Form(
 FormatField = Annotated[str | None, Form(
     description="output format: JPEG, PNG, TIFF, WEBP or HEIC (default: the input's)")]
 QualityField = Annotated[int, Form(ge=1, le=100, description="JPEG/WebP/HEIC quality")]
+DenoiseField = Annotated[Literal["off", "auto", "strong"] | None, Form(
+    description=f"clean the noise that lifting amplifies (default {DEFAULT_DENOISE})")]
 ResponseQuery = Annotated[Literal["image", "json"], Query(
     description="image: the file, curve in X-Excnet-* headers; json: all as JSON, base64 image")]
 
@@ -434,13 +439,14 @@ def create_app(settings: Settings | None = None,
                       strength: StrengthField = None, highlight_scale: HighlightField = None,
                       phi_s: PhiField = None, phi_h: PhiField = None,
                       params: ParamsField = None, format: FormatField = None,  # noqa: A002
-                      quality: QualityField = 95, response: ResponseQuery = "image"):
+                      quality: QualityField = 95, denoise: DenoiseField = None,
+                      response: ResponseQuery = "image"):
         """Estimates phi (unless phi_s/phi_h or params fix it) and returns the restored image."""
         data, name = await _read_upload(file, settings)
         given = _given_curve(params, _control("phi_s", phi_s), _control("phi_h", phi_h))
         j = job(data, name, solver, strength=_control("strength", strength),
                 highlight_scale=_control("highlight_scale", highlight_scale),
-                format=_format(format), quality=quality)
+                format=_format(format), quality=quality, denoise=denoise)
         if given is not None:
             j = replace(j, given=j.curve_with_controls(given.phi_s, given.phi_h, given))
         result = await run(restore_job, j)
@@ -454,7 +460,8 @@ def create_app(settings: Settings | None = None,
                     params: ParamsField = None, strength: StrengthField = None,
                     highlight_scale: HighlightField = None,
                     format: FormatField = None,  # noqa: A002
-                    quality: QualityField = 95, response: ResponseQuery = "image"):
+                    quality: QualityField = 95, denoise: DenoiseField = None,
+                    response: ResponseQuery = "image"):
         """Applies the curve given by phi_s/phi_h or params; no estimation."""
         data, name = await _read_upload(file, settings)
         given = _given_curve(params, _control("phi_s", phi_s), _control("phi_h", phi_h))
@@ -462,7 +469,7 @@ def create_app(settings: Settings | None = None,
             raise ApiError(422, "bad_request", "apply needs phi_s and phi_h, or params")
         j = job(data, name, None, strength=_control("strength", strength),
                 highlight_scale=_control("highlight_scale", highlight_scale),
-                format=_format(format), quality=quality)
+                format=_format(format), quality=quality, denoise=denoise)
         j = replace(j, given=j.curve_with_controls(given.phi_s, given.phi_h, given))
         result = await run(restore_job, j)
         return image_or_json(result, name, response)

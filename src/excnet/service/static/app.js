@@ -238,6 +238,7 @@ async function download() {
   form.append("file", state.file);
   const { monotonic, ...fields } = controls(); // the server renders its curves the same way
   for (const [k, v] of Object.entries(fields)) form.append(k, String(v));
+  form.append("denoise", $("denoise").value);
   try {
     const r = await fetch(`${API}/apply`, { method: "POST", body: form });
     if (!r.ok) {
