@@ -189,7 +189,13 @@ def lol(args: argparse.Namespace) -> None:
         base = fast_base_layer(y, IMPROVED.eps)
         curve = Restorer(denoise="off").restore(dark).curve
         g_default = gain(curve, base / 255.0).astype(np.float32)
-        fitted = fit_curve(dark, truth)
+        saved = out / "fitted" / f"{p.stem}.json"  # the grid search is slow: reuse it
+        if saved.exists():
+            fitted = Curve.load(saved)
+        else:
+            fitted = fit_curve(dark, truth)
+            saved.parent.mkdir(exist_ok=True)
+            fitted.save(saved)
         g_oracle = gain(fitted, base / 255.0).astype(np.float32)
         g_map = oracle_gain(dark, truth)
         sigma = noise_level(y, g_default)

@@ -123,18 +123,19 @@ def lift_weight(gain: np.ndarray, sigma: float, settings: Settings) -> np.ndarra
     (1 - 1/g^2) or the lifted noise g * sigma is invisible; 1 where the gain is large and the
     lifted noise reaches `settings.visible` output levels.
     """
-    g = np.maximum(gain, 1.0)
-    visible = np.clip(g * sigma / settings.visible, 0.0, 1.0)
-    return (lifted_share(g, settings) * visible).astype(np.float32)
+    visible = np.minimum(np.asarray(gain, np.float32) * np.float32(sigma / settings.visible), 1)
+    return lifted_share(gain, settings) * visible
 
 
 def lifted_share(gain: np.ndarray, settings: Settings) -> np.ndarray:
     """0 to 1 as the share of the output noise variance that the lift adds, 1 - 1/g^2, goes
     from `settings.min_excess` to 1 (any shape, float32)."""
-    g = np.maximum(gain, 1.0)
-    excess = 1.0 - 1.0 / (g * g)
-    share = (excess - settings.min_excess) / (1.0 - settings.min_excess)
-    return np.clip(share, 0.0, 1.0).astype(np.float32)
+    share = np.maximum(gain, 1.0, dtype=np.float32)
+    share *= share
+    np.reciprocal(share, out=share)  # 1/g^2; share = (1 - 1/g^2 - m) / (1 - m)
+    share *= np.float32(-1.0 / (1.0 - settings.min_excess))
+    share += 1.0
+    return np.maximum(share, 0.0, out=share)
 
 
 def _grid(img: np.ndarray, s: int, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
@@ -183,10 +184,12 @@ def clean_cells(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, noise_var: 
     var = _box(_grid(cv2.multiply(y, y), s), r)
     var -= mean * mean
     g = _grid(gain, s, cv2.INTER_NEAREST)  # smooth: one sample per cell is enough
-    eps = lift_weight(g, float(np.sqrt(noise_var + step_var)), st)
+    # eps = share * (luma * noise_var * visible + steps * step_var): lifted 8-bit steps band
+    # in smooth shades however small they were, so they do not wait to be visible as noise.
+    eps = np.minimum(g * np.float32(np.sqrt(noise_var + step_var) / st.visible), 1.0)
     eps *= np.float32(st.luma * noise_var)
-    if step_var:  # 8-bit steps: lifted, they band in smooth shades however small they were
-        eps += lifted_share(g, st) * np.float32(st.steps * step_var)
+    eps += np.float32(st.steps * step_var)
+    eps *= lifted_share(g, st)
     lifted = eps > 0
     np.maximum(var, 0.0, out=var)
     a = var / (var + eps + np.float32(1e-12))
