@@ -43,29 +43,34 @@ from quality import photos  # noqa: E402  (the benchmarks' shared photo loader)
 SIZE = 640
 
 
-def darken(truth: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    """A dark, noisy (and maybe JPEG) version of an sRGB uint8 photo, and how it was made."""
+def darken(truth: np.ndarray, rng: np.random.Generator, noisy: bool = True
+           ) -> tuple[np.ndarray, dict]:
+    """A dark, noisy (and maybe JPEG) version of an sRGB uint8 photo, and how it was made.
+    noisy=False: only darkened and rounded to 8 bits (what is left to clean: the steps)."""
     stops = rng.uniform(2, 4)
     shot, read = 10 ** rng.uniform(-4, -3), 10 ** rng.uniform(-6.5, -5.5)
+    if not noisy:
+        shot = read = 0.0
     lin = srgb_to_linear(truth / 255.0) * 2.0**-stops
     lin = lin + rng.standard_normal(lin.shape) * np.sqrt(shot * lin + read)
     img = np.rint(linear_to_srgb(np.clip(lin, 0, 1)) * 255).astype(np.uint8)
-    quality = int(rng.integers(75, 91)) if rng.random() < 0.5 else None
+    quality = int(rng.integers(75, 91)) if rng.random() < 0.5 and noisy else None
     if quality is not None:
         ok, buf = cv2.imencode(".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
         img = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
     return img, {"stops": stops, "shot": shot, "read": read, "jpeg": quality}
 
 
-def noisy_dark_set(size: int = SIZE, seed: int = 11, per_photo: int = 2) -> list[dict]:
+def noisy_dark_set(size: int = SIZE, seed: int = 11, per_photo: int = 2,
+                   upscale: bool = False, noisy: bool = True) -> list[dict]:
     rng = np.random.default_rng(seed)
     out = []
     for i, (name, truth) in enumerate(photos(size).items()):
-        if max(truth.shape) < size:  # a camera-sized version: the noise stays per pixel
+        if upscale and max(truth.shape) < size:  # camera-sized: the noise stays per pixel
             f = size / max(truth.shape)
             truth = cv2.resize(truth, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC)
         for j in range(per_photo):
-            dark, info = darken(truth, rng)
+            dark, info = darken(truth, rng, noisy)
             out.append({"name": f"{name}/{j}", "dark": dark, "truth": truth,
                         "held_out": i % 2 == 1, **info})
     return out
@@ -92,13 +97,15 @@ def trial_settings() -> dict[str, Settings | None]:
     auto = SETTINGS["auto"]
     trials: dict[str, Settings | None] = {"off": None, "auto": auto, "strong": SETTINGS["strong"]}
     trials.update({f"luma={v:g}": replace(auto, luma=v) for v in (1.0, 2.0, 8.0, 16.0)})
-    trials.update({f"chroma_blur={v:g}": replace(auto, chroma_blur=v) for v in (1.5, 6.0)})
+    trials.update({f"chroma_blur={v:g}": replace(auto, chroma_blur=v) for v in (1.5, 3.0, 12.0)})
+    trials.update({f"steps={v:g}": replace(auto, steps=v) for v in (0.0, 4.0, 64.0)})
     trials.update({f"window={v}": replace(auto, window=v) for v in (2, 8)})
     trials.update({f"visible={v:g}": replace(auto, visible=v) for v in (1.5, 6.0)})
-    trials.update({f"min_excess={v:g}": replace(auto, min_excess=v) for v in (0.0, 0.6)})
+    trials.update({f"min_excess={v:g}": replace(auto, min_excess=v) for v in (0.0, 0.3, 0.7)})
     # the grid a 12 MP photo gets (cells of 4 x 4 pixels), and one coarser
     trials.update({f"cell={c}": replace(auto, max_grid=SIZE * SIZE * 2 // 3 // c // c)
                    for c in (2, 4)})
+    trials["cell=4 chroma_blur=3"] = replace(trials["cell=4"], chroma_blur=3.0)
     return trials
 
 
@@ -110,7 +117,7 @@ def render(sample: dict, g: np.ndarray, st: Settings | None) -> np.ndarray:
 
 
 def tune(args: argparse.Namespace) -> None:
-    samples = noisy_dark_set(args.size)
+    samples = noisy_dark_set(args.size, upscale=args.upscale, noisy=not args.clean)
     restorer = Restorer(denoise="off")
     gains = {"oracle gain": [oracle_gain(s["dark"], s["truth"]) for s in samples]}
     gains["default curve"] = []
@@ -182,7 +189,13 @@ def lol(args: argparse.Namespace) -> None:
         base = fast_base_layer(y, IMPROVED.eps)
         curve = Restorer(denoise="off").restore(dark).curve
         g_default = gain(curve, base / 255.0).astype(np.float32)
-        fitted = fit_curve(dark, truth)
+        saved = out / "fitted" / f"{p.stem}.json"  # the grid search is slow: reuse it
+        if saved.exists():
+            fitted = Curve.load(saved)
+        else:
+            fitted = fit_curve(dark, truth)
+            saved.parent.mkdir(exist_ok=True)
+            fitted.save(saved)
         g_oracle = gain(fitted, base / 255.0).astype(np.float32)
         g_map = oracle_gain(dark, truth)
         sigma = noise_level(y, g_default)
@@ -232,6 +245,9 @@ def main() -> int:
     t = sub.add_parser("tune")
     t.add_argument("--size", type=int, default=SIZE)
     t.add_argument("--only", nargs="+", default=None)
+    t.add_argument("--clean", action="store_true", help="no noise, no JPEG: only 8-bit steps")
+    t.add_argument("--upscale", action="store_true",
+                   help="enlarge smaller photos to --size before darkening (camera-sized)")
     t.add_argument("--sheet", default=None, help="write 100%% crops (off | auto | truth) here")
     t.set_defaults(fn=tune)
     lo = sub.add_parser("lol")

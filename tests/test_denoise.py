@@ -97,6 +97,35 @@ def test_texture_under_moderate_gain_keeps_its_contrast(kind):
         assert step > 0.9 * plain_step
 
 
+def test_lifted_8bit_ramp_bands_less():
+    """A clean dark 8-bit ramp (steps of one level) lifted 6x: its steps shrink."""
+    h, w = 96, 256
+    img = np.rint(np.tile(np.linspace(10, 20, w), (h, 1))).astype(np.uint8)
+    img = img[..., None].repeat(3, 2)
+
+    def worst_jump(mode: str) -> float:
+        return float(np.abs(np.diff(restored(img, 6.0, mode)[..., 1].mean(axis=0))).max())
+
+    assert worst_jump("off") >= 6.0
+    assert worst_jump("auto") <= 0.5 * worst_jump("off")
+
+
+def test_jpeg_blocks_are_smoothed_where_lifted():
+    """A flat noisy dark patch saved as JPEG q75: under a 6x gain the steps at the 8 x 8 block
+    edges shrink."""
+    import cv2
+
+    flat = noisy_flat(15, 2.0, shape=(128, 128, 3), seed=4)
+    ok, buf = cv2.imencode(".jpg", flat, [cv2.IMWRITE_JPEG_QUALITY, 75])
+    jpeg = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+
+    def block_edges(mode: str) -> float:
+        steps = np.abs(np.diff(restored(jpeg, 6.0, mode)[..., 1].astype(float), axis=1))
+        return float(steps[:, 7::8].mean())
+
+    assert block_edges("auto") < 0.7 * block_edges("off")
+
+
 def test_grey_and_alpha():
     grey = noisy_flat(20, 3.0, shape=(96, 128))
     out = restored(grey, 6.0, "auto")

@@ -41,22 +41,24 @@ class Settings:
     weight. chroma_blur: Gaussian sigma (pixels) of the extra blur of the clean target's
     chroma. visible: lifted noise std (output levels, 0..255) at which the lift weight is full.
     min_excess: share of the output noise variance due to the lift (1 - 1/g^2) below which
-    nothing is done (0.5: gain 1.41).
+    nothing is done (0.5: gain 1.41). steps: eps term for the 8-bit rounding, steps * 1/12 level^2
+    times the lifted share (not the visibility: lifted steps band in smooth shades).
     """
 
     window: int = 4
     max_grid: int = 1 << 19
     luma: float = 4.0
-    chroma_blur: float = 3.0
+    chroma_blur: float = 6.0
     visible: float = 3.0
     min_excess: float = 0.5
+    steps: float = 16.0
 
     def cell(self, shape: tuple[int, ...]) -> int:
         """Cell side s for an image of this shape."""
         return max(1, int(np.ceil(np.sqrt(shape[0] * shape[1] / self.max_grid))))
 
 
-SETTINGS = {"auto": Settings(), "strong": Settings(window=8, luma=8.0, chroma_blur=6.0)}
+SETTINGS = {"auto": Settings(), "strong": Settings(window=8, luma=8.0, chroma_blur=9.0)}
 #: Lift weights below this leave a region untouched (exactly `apply_gain`).
 MIN_WEIGHT = 0.02
 
@@ -121,11 +123,19 @@ def lift_weight(gain: np.ndarray, sigma: float, settings: Settings) -> np.ndarra
     (1 - 1/g^2) or the lifted noise g * sigma is invisible; 1 where the gain is large and the
     lifted noise reaches `settings.visible` output levels.
     """
-    g = np.maximum(gain, 1.0)
-    excess = 1.0 - 1.0 / (g * g)  # share of the output noise variance added by the lift
-    lifted = np.clip((excess - settings.min_excess) / (1.0 - settings.min_excess), 0.0, 1.0)
-    visible = np.clip(g * sigma / settings.visible, 0.0, 1.0)
-    return (lifted * visible).astype(np.float32)
+    visible = np.minimum(np.asarray(gain, np.float32) * np.float32(sigma / settings.visible), 1)
+    return lifted_share(gain, settings) * visible
+
+
+def lifted_share(gain: np.ndarray, settings: Settings) -> np.ndarray:
+    """0 to 1 as the share of the output noise variance that the lift adds, 1 - 1/g^2, goes
+    from `settings.min_excess` to 1 (any shape, float32)."""
+    share = np.maximum(gain, 1.0, dtype=np.float32)
+    share *= share
+    np.reciprocal(share, out=share)  # 1/g^2; share = (1 - 1/g^2 - m) / (1 - m)
+    share *= np.float32(-1.0 / (1.0 - settings.min_excess))
+    share += 1.0
+    return np.maximum(share, 0.0, out=share)
 
 
 def _grid(img: np.ndarray, s: int, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
@@ -159,7 +169,7 @@ def _up(grid: np.ndarray, s: int, rows: slice, cols: slice) -> np.ndarray:
 
 
 def clean_cells(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, noise_var: float,
-                st: Settings, s: int) -> tuple[np.ndarray, np.ndarray]:
+                step_var: float, st: Settings, s: int) -> tuple[np.ndarray, np.ndarray]:
     """The clean target and its blend weight on the grid of s x s cells, for one image region.
 
     pixels (h, w[, c]) colour channels only, y (h, w) on 0..255, gain (h, w). Returns
@@ -174,8 +184,12 @@ def clean_cells(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, noise_var: 
     var = _box(_grid(cv2.multiply(y, y), s), r)
     var -= mean * mean
     g = _grid(gain, s, cv2.INTER_NEAREST)  # smooth: one sample per cell is enough
-    eps = lift_weight(g, float(np.sqrt(noise_var)), st)
+    # eps = share * (luma * noise_var * visible + steps * step_var): lifted 8-bit steps band
+    # in smooth shades however small they were, so they do not wait to be visible as noise.
+    eps = np.minimum(g * np.float32(np.sqrt(noise_var + step_var) / st.visible), 1.0)
     eps *= np.float32(st.luma * noise_var)
+    eps += np.float32(st.steps * step_var)
+    eps *= lifted_share(g, st)
     lifted = eps > 0
     np.maximum(var, 0.0, out=var)
     a = var / (var + eps + np.float32(1e-12))
@@ -220,11 +234,12 @@ def lift(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, mode: str = DEFAUL
     if sigma is None:
         sigma = noise_level(y, gain)
     quant = scale_to_255(pixels.dtype) if pixels.dtype == np.uint8 else 0.0
-    noise_var = sigma * sigma + quant * quant / 12.0  # an 8-bit step is noise of std 1/sqrt(12)
+    step_var = quant * quant / 12.0  # rounding to 8 bits: noise of std 1/sqrt(12) level
+    noise_var = sigma * sigma
     h, w = pixels.shape[:2]
     s = st.cell((h, w))
     n = colour_channels(pixels)
-    spans = _active_spans(gain, float(np.sqrt(noise_var)), st)
+    spans = _active_spans(gain, float(np.sqrt(noise_var + step_var)), st)
     if not spans:
         return Lifted(apply_gain(pixels, gain), mode, sigma, 0.0)
     # One grid over the spans' bounding box with a margin, so the filters see the same
@@ -236,7 +251,8 @@ def lift(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, mode: str = DEFAUL
     x1 = min(w, max(sp[3] for sp in spans) + margin)
     y1, x1 = min(h, y0 + -(-(y1 - y0) // s) * s), min(w, x0 + -(-(x1 - x0) // s) * s)
     colour = pixels[y0:y1, x0:x1] if pixels.ndim == 2 else pixels[y0:y1, x0:x1, :n]
-    target, weight = clean_cells(colour, y[y0:y1, x0:x1], gain[y0:y1, x0:x1], noise_var, st, s)
+    target, weight = clean_cells(colour, y[y0:y1, x0:x1], gain[y0:y1, x0:x1], noise_var,
+                                 step_var, st, s)
     keep = 1.0 - weight
     target *= weight if target.ndim == 2 else weight[..., None]
     np.clip(np.rint(target, out=target), 0, np.iinfo(pixels.dtype).max, out=target)
