@@ -66,11 +66,14 @@ def test_list_and_plan_mirror_the_tree(tmp_path):
 
 def test_restore_file_keeps_16_bit_and_records_fields(tmp_path):
     src, dst = tmp_path / "a.png", tmp_path / "o" / "a.png"
-    write_image(src, make_backlit(48, 64, dtype=np.uint16))
+    # 2 EV under, so that the adaptive default certainly lifts it
+    write_image(src, (make_backlit(48, 64, dtype=np.uint16) // 4).astype(np.uint16))
     rec = restore_file(Restorer("direct"), src, dst)
     assert rec["status"] == "ok" and rec["error"] is None
     assert set(rec) == {"input", "output", "status", "error", "phi_s", "phi_h", "iterations",
-                        "loss", "seconds"}
+                        "loss", "exposure", "amount", "needs_correction", "mean_gain",
+                        "denoise", "seconds"}
+    assert rec["needs_correction"] is True and rec["mean_gain"] > 1.5
     assert set(rec["seconds"]) == {"decode", "base", "estimate", "apply", "encode", "total"}
     out = read_image(dst).pixels
     assert out.dtype == np.uint16 and out.shape == (48, 64, 3)

@@ -8,6 +8,7 @@ import struct
 import subprocess
 import sys
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from excnet.tone import IMPROVED
 
 EXCNET = Path(sys.executable).with_name("excnet")
 RECORD_KEYS = {"input", "output", "status", "error", "phi_s", "phi_h", "iterations", "loss",
-               "seconds"}
+               "exposure", "amount", "needs_correction", "mean_gain", "seconds", "denoise"}
 SECONDS_KEYS = {"decode", "base", "estimate", "apply", "encode", "total"}
 
 
@@ -36,9 +37,12 @@ def cli(capsys, *argv: str | Path) -> tuple[int, str, str]:
     return code, out, err
 
 
-def image_file(path: Path, seed: int = 0, h: int = 48, w: int = 64) -> Path:
+def image_file(path: Path, seed: int = 0, h: int = 48, w: int = 64, dark: bool = False) -> Path:
+    """A small back-lit scene; dark=True takes it 2 EV down, so that the adaptive default
+    certainly corrects it (it leaves the plain scene nearly alone)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_image(path, make_backlit(h, w, seed=seed))
+    img = make_backlit(h, w, seed=seed)
+    write_image(path, (img * 0.25).round().astype(np.uint8) if dark else img)
     return path
 
 
@@ -66,7 +70,7 @@ def no_traceback(err: str) -> None:
 
 
 def test_restore_one_file_to_a_file(tmp_path, capsys):
-    src = image_file(tmp_path / "in.png")
+    src = image_file(tmp_path / "in.png", dark=True)
     code, out, err = cli(capsys, "restore", src, "-o", tmp_path / "out.png", "--solver", "direct")
     assert code == 0
     assert out == "" and err == ""  # quiet by default
@@ -151,6 +155,32 @@ def test_json_with_the_network_solver(tmp_path, capsys):
 # --------------------------------------------------------------------------- curve options
 
 
+def test_adapt_switch_and_recorded_decision_reproduce_results(tmp_path, capsys):
+    src = image_file(tmp_path / "in.png", dark=True)
+    pixels = read_image(src).pixels
+    code, out, _ = cli(capsys, "restore", src, "-o", tmp_path / "a.png", "--json")
+    assert code == 0
+    rec = json.loads(out)
+    res = excnet.restore(pixels)
+    assert rec["exposure"] == res.curve.exposure > 0.5 and rec["amount"] == res.curve.amount
+    assert rec["needs_correction"] is True and rec["mean_gain"] == pytest.approx(res.mean_gain)
+    # the recorded numbers reproduce the image exactly
+    code, _, _ = cli(capsys, "restore", src, "-o", tmp_path / "b.png", "--phi-s",
+                     repr(rec["phi_s"]), "--phi-h", repr(rec["phi_h"]), "--exposure",
+                     repr(rec["exposure"]), "--amount", repr(rec["amount"]))
+    assert code == 0
+    np.testing.assert_array_equal(read_image(tmp_path / "b.png").pixels,
+                                  read_image(tmp_path / "a.png").pixels)
+    # --adapt off is the rendering without the adaptive rule
+    code, out, _ = cli(capsys, "restore", src, "-o", tmp_path / "c.png", "--adapt", "off",
+                       "--json")
+    rec = json.loads(out)
+    assert code == 0 and (rec["exposure"], rec["amount"]) == (0.0, 1.0)
+    np.testing.assert_array_equal(read_image(tmp_path / "c.png").pixels,
+                                  excnet.restore(pixels, adapt=False).image)
+    assert not np.array_equal(read_image(tmp_path / "c.png").pixels, res.image)
+
+
 def test_manual_phi_is_applied(tmp_path, capsys):
     src = image_file(tmp_path / "in.png")
     code, out, _ = cli(capsys, "restore", src, "-o", tmp_path / "out.png", "--phi-s", "0.7",
@@ -163,7 +193,7 @@ def test_manual_phi_is_applied(tmp_path, capsys):
 
 
 def test_strength_and_highlight_scale_are_honoured(tmp_path, capsys):
-    src = image_file(tmp_path / "in.png")
+    src = image_file(tmp_path / "in.png", dark=True)
     pixels = read_image(src).pixels
     code, _, _ = cli(capsys, "restore", src, "-o", tmp_path / "m.png", "--phi-s", "0.7",
                      "--phi-h", "0.9", "--strength", "0.5", "--highlight-scale", "0.6")
@@ -199,8 +229,7 @@ def test_estimate_save_then_restore_with_params(tmp_path, capsys):
     code, _, _ = cli(capsys, "restore", b, "-o", tmp_path / "half.png", "--params", params,
                      "-s", "0.5")
     assert code == 0
-    expected = excnet.restore(read_image(b).pixels,
-                              Curve(curve.phi_s, curve.phi_h, 0.5, curve.highlight_scale)).image
+    expected = excnet.restore(read_image(b).pixels, replace(curve, strength=0.5)).image
     np.testing.assert_array_equal(read_image(tmp_path / "half.png").pixels, expected)
 
 

@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from excnet.curve import FAITHFUL_HIGHLIGHT_SCALE, Curve, f_delta, gain_lut, s_curve
+from excnet.colour import linear_to_srgb
+from excnet.curve import (
+    FAITHFUL_HIGHLIGHT_SCALE,
+    Curve,
+    expose,
+    f_delta,
+    gain_lut,
+    monotonic_limit,
+    s_curve,
+)
 
 # f_delta(1) = 5 exp(-14): the curve's ends move by phi times this, not exactly zero.
 F_DELTA_AT_1 = 5 * math.exp(-14)
@@ -98,14 +107,44 @@ def test_curve_strength_zero_is_identity():
 
 
 def test_curve_save_load_round_trip(tmp_path):
-    c = Curve(0.123456789012345, -0.0987654321, strength=0.75, highlight_scale=0.35)
+    c = Curve(0.123456789012345, -0.0987654321, strength=0.75, highlight_scale=0.35,
+              exposure=2.345678901, amount=0.456789)
     path = tmp_path / "curve.json"
     c.save(path)
     data = json.loads(path.read_text())
     assert data == {"phi_s": c.phi_s, "phi_h": c.phi_h, "strength": 0.75,
-                    "highlight_scale": 0.35, "monotonic": False}
+                    "highlight_scale": 0.35, "monotonic": False,
+                    "exposure": 2.345678901, "amount": 0.456789}
     assert Curve.load(path) == c
     assert Curve.from_dict(c.to_dict()) == c
+    x = np.linspace(0, 1, 257)
+    np.testing.assert_array_equal(Curve.load(path)(x), c(x))
+
+
+def test_curve_saved_before_the_adaptive_fields_renders_as_before(tmp_path):
+    """A 0.1 file has no exposure/amount: it loads as the plain curve, pixel for pixel."""
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"phi_s": 0.8, "phi_h": 0.4, "strength": 0.9,
+                                "highlight_scale": 0.5, "monotonic": True}))
+    c = Curve.load(path)
+    assert (c.exposure, c.amount) == (0.0, 1.0)
+    x = np.linspace(0, 1, 1001)
+    a_s, a_h = monotonic_limit(0.9 * 0.8, 0.5 * 0.9 * 0.4)
+    np.testing.assert_array_equal(c(x), s_curve(x, a_s, a_h))
+
+
+def test_exposure_lifts_linear_light_and_stays_increasing_below_white():
+    x = np.linspace(0, 1, 2001)
+    y = expose(x, 2.0)
+    assert np.all(np.diff(y) > 0) and y[-1] < 1.0
+    # 2 EV is 4x in linear light where no roll-off applies (linear 0.05 -> 0.2)
+    lo = linear_to_srgb(0.05)
+    np.testing.assert_allclose(expose(np.array([lo]), 2.0), linear_to_srgb(0.2), rtol=1e-12)
+    assert expose(x, 0.0) is x
+    c = Curve(0.3, 0.1, exposure=1.5, amount=0.5, strength=2.0, monotonic=True)
+    assert c.applied_exposure == 3.0
+    assert c.applied == monotonic_limit(2.0 * 0.5 * 0.3, 0.2 * 2.0 * 0.5 * 0.1)
+    np.testing.assert_allclose(c(x), s_curve(expose(x, 3.0), *c.applied))
 
 
 def test_curve_from_dict_fills_defaults():

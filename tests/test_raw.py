@@ -227,7 +227,7 @@ def test_restore_raw_writes_a_16bit_tiff_beside_it(tmp_path: Path, dng, capsys) 
     got = read_image(tmp_path / "IMG_1.excnet.tif")
     assert got.format == "TIFF" and got.bit_depth == 16 and got.pixels.shape == (160, 224, 3)
     assert len(np.unique(got.pixels[..., 1])) > 256
-    code, _, _ = cli(capsys, "restore", src, "-o", tmp_path / "small.jpg", "--exposure", "0.5")
+    code, _, _ = cli(capsys, "restore", src, "-o", tmp_path / "small.jpg", "--raw-exposure", "0.5")
     assert code == 0 and read_image(tmp_path / "small.jpg").format == "JPEG"
 
 
@@ -235,7 +235,7 @@ def test_estimate_reads_raw(tmp_path: Path, dng, capsys) -> None:
     (tmp_path / "a.dng").write_bytes(dng)
     code, out, _ = cli(capsys, "estimate", tmp_path / "a.dng", "--json")
     assert code == 0 and json.loads(out)["status"] == "ok"
-    code, _, err = cli(capsys, "estimate", tmp_path / "a.dng", "--exposure", "9")
+    code, _, err = cli(capsys, "estimate", tmp_path / "a.dng", "--raw-exposure", "9")
     assert code == 2 and "exposure" in err
 
 

@@ -72,15 +72,23 @@ def test_restore_returns_the_library_result_with_the_curve_in_headers(client, ph
     assert float(r.headers["x-excnet-phi-s"]) == expected.curve.phi_s
     assert float(r.headers["x-excnet-phi-h"]) == expected.curve.phi_h
     assert Curve.from_dict(json.loads(r.headers["x-excnet-curve"])) == expected.curve
+    assert r.headers["x-excnet-needs-correction"] == str(expected.needs_correction).lower()
+    assert float(r.headers["x-excnet-mean-gain"]) == expected.mean_gain
+    # adapt off: the curve alone, which lifts this (mildly) back-lit subject
+    r = client.post(f"{API}/restore", files=upload(png), data={"adapt": "off"})
+    got = decode_image(r.content).pixels
+    np.testing.assert_array_equal(got, Restorer("direct", adapt=False).restore(photo).image)
     dark = photo.mean(axis=2) < 60
     assert got[dark].mean() > photo[dark].mean() + 10  # the back-lit subject was lifted
 
 
 def test_restore_json_variant_and_controls(client, photo, png):
     r = client.post(f"{API}/restore?response=json", files=upload(png),
-                    data={"strength": "0.5", "highlight_scale": "0.6", "format": "tiff"})
+                    data={"strength": "0.5", "highlight_scale": "0.6", "format": "tiff",
+                          "adapt": "off"})
     assert r.status_code == 200
     body = r.json()
+    assert body["needs_correction"] in (True, False) and body["mean_gain"] > 1.0
     assert body["curve"]["strength"] == 0.5 and body["curve"]["highlight_scale"] == 0.6
     assert body["format"] == "TIFF" and body["filename"] == "photo.excnet.tif"
     curve = Curve.from_dict(body["curve"])
@@ -93,8 +101,9 @@ def test_estimate_returns_phi_and_a_preview_with_its_base_layer(client, photo, p
     r = client.post(f"{API}/estimate?preview=64", files=upload(png))
     assert r.status_code == 200
     body = r.json()
-    est, base = Restorer("direct").estimate(photo)
-    assert body["curve"] == Restorer("direct").curve_for(est.phi_s, est.phi_h).to_dict()
+    (curve, est), base = Restorer("direct").estimate_curve(photo)
+    assert body["curve"] == curve.to_dict()
+    assert (body["curve"]["exposure"], body["curve"]["amount"]) == (curve.exposure, curve.amount)
     assert (body["width"], body["height"], body["format"]) == (128, 96, "PNG")
     prev = body["preview"]
     assert (prev["width"], prev["height"]) == (64, 48)
@@ -252,10 +261,10 @@ class BlockingRestorer(Restorer):
         super().__init__("direct")
         self.gate, self.started = gate, started
 
-    def estimate(self, image):
+    def estimate_curve(self, image):
         self.started.set()
         assert self.gate.wait(20)
-        return super().estimate(image)
+        return super().estimate_curve(image)
 
 
 def test_a_busy_pool_answers_503_with_retry_after_and_the_loop_stays_free(png):

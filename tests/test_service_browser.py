@@ -85,10 +85,13 @@ def test_upload_tune_compare_and_download(server, browser, tmp_path):
     page.goto(server)
     page.set_input_files("#file", str(path))
     page.wait_for_selector("#result:not([hidden])")
+    page.select_option("#adapt", "off")  # the curve alone (estimates again); adaptive: below
+    page.wait_for_function("() => !document.getElementById('phi-text').textContent"
+                           ".includes('adaptive')")
     assert "240" in page.text_content("#status") and "320" in page.text_content("#status")
 
     # The estimate on the page is the server's (direct solver), shown and set on the sliders.
-    est, _ = Restorer("direct").estimate(photo)
+    est, _ = Restorer("direct", adapt=False).estimate(photo)
     text = page.text_content("#phi-text")
     assert f"φs = {est.phi_s:.3f}" in text and f"φh = {est.phi_h:.3f}" in text
     assert "direct" in text and "0 iterations" in text
@@ -153,6 +156,31 @@ def test_upload_tune_compare_and_download(server, browser, tmp_path):
                  "--params", str(params)]) == 0
     np.testing.assert_array_equal(decode_image((tmp_path / "cli.png").read_bytes()).pixels,
                                   restored)
+    page.close()
+
+
+def test_adaptive_preview_and_download_follow_the_server(server, browser, tmp_path):
+    """Adaptive on (the default): the page applies the decided exposure and amount exactly as
+    the server does, in the preview and in the full-resolution download."""
+    photo = (make_backlit(240, 320, seed=5) * 0.2).astype(np.uint8)  # a dark frame
+    path = tmp_path / "dark.png"
+    path.write_bytes(encode_image(photo, "PNG"))
+    page = browser.new_page(accept_downloads=True)
+    page.goto(server)
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector("#result:not([hidden])")
+    (curve, _), _ = Restorer("direct").estimate_curve(photo)
+    assert curve.exposure > 1.0
+    assert f"exposure +{curve.exposure:.2f} EV" in page.text_content("#phi-text")
+    before, after = canvas_pixels(page, "#before"), canvas_pixels(page, "#after")
+    assert np.abs(after.astype(int)
+                  - expected_preview(before, page_base_layer(page), curve)).max() <= 1
+    with page.expect_download() as dl:
+        page.click("#download")
+    out = tmp_path / dl.value.suggested_filename
+    dl.value.save_as(out)
+    np.testing.assert_array_equal(decode_image(out.read_bytes()).pixels,
+                                  Restorer("direct").restore(photo).image)
     page.close()
 
 

@@ -198,7 +198,8 @@ def new_record(src: str | os.PathLike[str], dst: str | os.PathLike[str] | None) 
     """A record in the `restore --json` layout, marked as an error until filled in."""
     return {"input": str(src), "output": None if dst is None else str(dst), "status": "error",
             "error": None, "phi_s": None, "phi_h": None, "iterations": None, "loss": None,
-            "seconds": None}
+            "exposure": None, "amount": None, "needs_correction": None, "mean_gain": None,
+            "seconds": None, "denoise": None}
 
 
 def _finite_or_none(v: float | None) -> float | None:
@@ -234,7 +235,9 @@ def restore_file(restorer: Restorer, src: str | os.PathLike[str], dst: str | os.
         rec["error"] = error_naming(src, str(exc))
         return rec
     rec.update(status="ok", phi_s=res.curve.phi_s, phi_h=res.curve.phi_h,
-               iterations=res.iterations, loss=_finite_or_none(res.loss),
+               iterations=res.iterations, loss=_finite_or_none(res.loss), denoise=res.denoise,
+               exposure=res.curve.exposure, amount=res.curve.amount,
+               needs_correction=res.needs_correction, mean_gain=res.mean_gain,
                seconds={"decode": t1 - t0, "base": res.seconds["base"],
                         "estimate": res.seconds["estimate"], "apply": res.seconds["apply"],
                         "encode": t3 - t2, "total": t3 - t0})

@@ -14,6 +14,18 @@ import numpy as np
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 
+def srgb_to_linear(v: np.ndarray) -> np.ndarray:
+    """sRGB-encoded values in [0, 1] -> linear light (IEC 61966-2-1 transfer function)."""
+    v = np.asarray(v, dtype=np.float64)
+    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(v: np.ndarray) -> np.ndarray:
+    """Linear light in [0, 1] -> sRGB-encoded values (inverse of `srgb_to_linear`)."""
+    v = np.clip(np.asarray(v, dtype=np.float64), 0.0, None)
+    return np.where(v <= 0.0031308, v * 12.92, 1.055 * v ** (1 / 2.4) - 0.055)
+
+
 def check_pixels(pixels: np.ndarray) -> None:
     """Raise ValueError unless `pixels` is a supported image array."""
     if not isinstance(pixels, np.ndarray):

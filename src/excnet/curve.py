@@ -5,6 +5,11 @@
 
 phi_s lifts the shadows, phi_h pulls the highlights down; (0, 0) is the identity. The functions
 accept NumPy arrays or torch tensors of any shape and return the same type.
+
+Our adaptive default (`excnet.adapt`) puts an exposure step in front of the S-curve:
+f(expose(x, e); phi), where `expose` multiplies linear light by 2**e and rolls the highlights
+off smoothly below white. Both steps are increasing, so their composition is, and the exposure
+can lift a very dark frame as far as it needs without the S-curve folding over.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from .defaults import FAITHFUL_HIGHLIGHT_SCALE
 
 if TYPE_CHECKING:
     import torch
+
+from .colour import linear_to_srgb, srgb_to_linear
 
 K1, K2, K3 = 5.0, 14.0, 1.6
 
@@ -42,6 +49,22 @@ def s_curve(x: Array, phi_s: float | Array, phi_h: float | Array) -> Array:
     return x + phi_s * f_delta(x) - phi_h * f_delta(1 - x)
 
 
+#: Linear-light level above which `expose` compresses instead of clipping.
+KNEE = 0.75
+
+
+def expose(x: np.ndarray, stops: float) -> np.ndarray:
+    """sRGB values x in [0, 1] exposed by `stops` EV: linear light times 2**stops, the part above
+    KNEE rolled off as KNEE + (1 - KNEE)(1 - exp(-(v - KNEE)/(1 - KNEE))) (slope 1 at the knee,
+    never reaching white), re-encoded. Increasing in x; 0 stops returns x itself."""
+    if stops == 0:
+        return x
+    v = srgb_to_linear(x) * 2.0**stops
+    over = np.maximum(v - KNEE, 0.0)
+    v = v - over + (1 - KNEE) * -np.expm1(-over / (1 - KNEE))
+    return linear_to_srgb(v)
+
+
 @dataclass(frozen=True)
 class Curve:
     """Estimated curve parameters plus the user's controls.
@@ -53,6 +76,10 @@ class Curve:
     are scaled down together just enough that f never decreases (`monotonic_limit`); a large
     phi_s otherwise makes f dip after its shadow bump and reverses the order of tones.
     `Curve(...).save(path)` writes the JSON that `excnet restore --params` reads back.
+
+    exposure (EV) and amount are what the adaptive rule decided (`excnet.adapt`): the curve is
+    f(expose(x, s * exposure); s * amount * phi_s, h * s * amount * phi_h). Their defaults (0, 1)
+    are the plain curve, so files saved before they existed load and render as before.
     """
 
     phi_s: float
@@ -60,24 +87,31 @@ class Curve:
     strength: float = 1.0
     highlight_scale: float = FAITHFUL_HIGHLIGHT_SCALE
     monotonic: bool = False
+    exposure: float = 0.0
+    amount: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("phi_s", "phi_h", "strength", "highlight_scale"):
+        for name in ("phi_s", "phi_h", "strength", "highlight_scale", "exposure", "amount"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"curve parameter {name} must be a finite number")
 
     @property
     def applied(self) -> tuple[float, float]:
         """(phi_s, phi_h) as actually applied to the image."""
-        s = self.strength
+        s = self.strength * self.amount
         applied = s * self.phi_s, self.highlight_scale * s * self.phi_h
         if not self.monotonic:
             return applied
         return monotonic_limit(applied[0], max(applied[1], 0.0))
 
+    @property
+    def applied_exposure(self) -> float:
+        """Exposure (EV) as actually applied, before the S-curve."""
+        return self.strength * self.exposure
+
     def __call__(self, x: Array) -> Array:
         a_s, a_h = self.applied
-        return s_curve(x, a_s, a_h)
+        return s_curve(expose(x, self.applied_exposure), a_s, a_h)
 
     def to_dict(self) -> dict[str, float | bool]:
         return {k: v if isinstance(v, bool) else float(v) for k, v in asdict(self).items()}
@@ -91,6 +125,8 @@ class Curve:
                 strength=float(data.get("strength", 1.0)),
                 highlight_scale=float(data.get("highlight_scale", FAITHFUL_HIGHLIGHT_SCALE)),
                 monotonic=bool(data.get("monotonic", False)),
+                exposure=float(data.get("exposure", 0.0)),
+                amount=float(data.get("amount", 1.0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a curve: need numeric phi_s and phi_h ({exc})") from None

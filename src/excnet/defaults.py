@@ -19,3 +19,6 @@ IMPROVED_HIGHLIGHT_SCALE = 0.5
 DEFAULT_TAU = 0.5
 DEFAULT_CUT_THRESHOLD = 0.03
 DEFAULT_EVERY = 3
+
+#: Clean lifting (`denoise.lift`): off, auto (by the gain and the estimated noise), strong.
+DENOISE_MODES = ("off", "auto", "strong")

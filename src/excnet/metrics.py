@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .colour import linear_to_srgb, srgb_to_linear  # noqa: F401 (re-exported, were here)
+
 #: sRGB (linear, D65) -> CIE XYZ, IEC 61966-2-1.
 SRGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
                         [0.2126729, 0.7151522, 0.0721750],
@@ -76,18 +78,6 @@ def ssim(test: np.ndarray, truth: np.ndarray, sigma: float = 1.5) -> float:
              / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)))
         scores.append(s[radius:-radius, radius:-radius].mean())
     return float(np.mean(scores))
-
-
-def srgb_to_linear(v: np.ndarray) -> np.ndarray:
-    """sRGB-encoded values in [0, 1] -> linear light (IEC 61966-2-1 transfer function)."""
-    v = np.asarray(v, dtype=np.float64)
-    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(v: np.ndarray) -> np.ndarray:
-    """Linear light in [0, 1] -> sRGB-encoded values (inverse of `srgb_to_linear`)."""
-    v = np.clip(np.asarray(v, dtype=np.float64), 0.0, None)
-    return np.where(v <= 0.0031308, v * 12.92, 1.055 * v ** (1 / 2.4) - 0.055)
 
 
 def srgb_to_lab(pixels: np.ndarray) -> np.ndarray:

@@ -7,18 +7,22 @@ for a session of many images. `restore()` is the one-shot convenience.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
 
+from .adapt import Decision, decide
 from .base import base_layer, fast_base_layer, network_input
 from .colour import check_pixels, luminance
 from .curve import Curve, gain, gain_lut
 from .defaults import DEFAULT_SOLVER, SOLVERS
+from .denoise import Lifted, check_mode, lift
 from .solvers import RIDGE, Estimate, NetworkSolver, solve_direct
 from .tone import FAITHFUL, IMPROVED, ToneOptions, apply_tone_gain
 
+#: The report of a restoration without clean lifting.
+OFF = Lifted(np.empty(0, np.uint8), "off", None, 0.0)
 #: Entries of the gain look-up table of the fast path: one per 16-bit step of the base layer.
 LUT_SIZE = 65536
 
@@ -28,7 +32,12 @@ class Result:
     """A restored image and how it was made.
 
     image: same shape and dtype as the input. curve: the estimated (or given) parameters with
-    the strength and highlight scale used. seconds: per-stage wall time (base, estimate, apply).
+    the strength and highlight scale used (and what the adaptive rule decided). seconds:
+    per-stage wall time (base, estimate, apply). needs_correction: whether the adaptive rule
+    judges the image to need a correction (also when it was not applied). mean_gain: how
+    strong the applied correction was, the mean luminance gain f(b)/b over the image's base
+    layer (on its 128 x 128 network input); 1 is no change.
+    denoise: what clean lifting did (`denoise.Lifted.report`: mode, noise, cleaned).
     """
 
     image: np.ndarray
@@ -37,6 +46,9 @@ class Result:
     loss: float
     converged: bool
     seconds: dict[str, float] = field(default_factory=dict)
+    needs_correction: bool = True
+    mean_gain: float = 1.0
+    denoise: dict = field(default_factory=dict)
 
     @property
     def phi_s(self) -> float:
@@ -79,10 +91,20 @@ class Restorer:
     tone chooses the rendering: `tone.IMPROVED` (the default; it won on the held-out half of
     benchmarks/quality.py: monotonic curve, guided-filter eps 3200, highlight scale 0.5) or
     `tone.FAITHFUL` (the paper's: eps 800, highlight scale 0.2); `faithful=True` is short for
-    the latter. highlight_scale=None takes the tone's. exact=True computes
-    the base layer with the exact guided filter and the gain in float64 (the reference path);
-    the default fast path (subsampled guided filter, gain table) gives the same phi within a
-    few thousandths and the same pixels within about one level.
+    the latter. highlight_scale=None takes the tone's.
+
+    adapt: the adaptive default (`excnet.adapt`): an exposure step before the curve for dark
+    frames and a fraction of phi that follows how back-lit the photo is, both decided per image
+    and stored in the Curve. None (the default) means on, except with the faithful tone.
+
+    exact=True computes the base layer with the exact guided filter and the gain in float64
+    (the reference path); the default fast path (subsampled guided filter, gain table) gives
+    the same phi within a few thousandths and the same pixels within about one level.
+
+    denoise: "auto" (the default) cleans what the gain amplifies (noise, JPEG blocks, 8-bit
+    steps) where it lifts, by the image's own noise level (`denoise.lift`); "strong" cleans
+    more; "off" applies the gain alone. None takes "off" with the faithful tone (the paper's
+    rendering, bit for bit) and "auto" otherwise. Denoising needs the faithful chroma step.
     """
 
     def __init__(self, solver: str = DEFAULT_SOLVER, *, arch: str = "small",
@@ -90,14 +112,21 @@ class Restorer:
                  tol: float = 1e-3, window: int = 20, ridge: float = RIDGE, seed: int = 0,
                  strength: float = 1.0, highlight_scale: float | None = None,
                  tone: ToneOptions | None = None, faithful: bool = False,
-                 exact: bool = False) -> None:
+                 adapt: bool | None = None, exact: bool = False,
+                 denoise: str | None = None) -> None:
         if solver not in SOLVERS:
             raise ValueError(f"unknown solver {solver!r}; choose from {', '.join(SOLVERS)}")
         if tone is None:
             tone = FAITHFUL if faithful else IMPROVED
         if tone.monotonic == "envelope":
             raise ValueError("the 'envelope' monotonic mode is a benchmark trial only")
+        if denoise is None:
+            denoise = "off" if tone == FAITHFUL else "auto"
+        if check_mode(denoise) != "off" and (tone.chroma, tone.clip) != ("faithful", "plain"):
+            raise ValueError("denoise needs the faithful chroma step and plain clipping")
+        self.denoise = denoise
         self.solver = solver
+        self.adapt = tone != FAITHFUL if adapt is None else adapt
         self.ridge = ridge
         self.tone = tone
         self.strength = strength
@@ -114,43 +143,79 @@ class Restorer:
             return solve_direct(x, ridge=self.ridge)
         return self.network.solve(x)
 
+    def decide_input(self, x: np.ndarray,
+                     decided: tuple[Decision, np.ndarray] | None = None
+                     ) -> tuple[Estimate, Decision]:
+        """phi and the adaptive decision for a network input x (128 x 128, in [0, 1]).
+
+        With adapt on, phi is ExCNet's estimate for x exposed as decided; with it off, for x
+        itself, and the decision is the neutral one (no exposure, all of phi). `decided`:
+        `adapt.decide(x)` when the caller has it already.
+        """
+        if not self.adapt:
+            return self.estimate_input(x), Decision(0.0, 1.0)
+        decision, exposed = decided or decide(x)
+        return self.estimate_input(exposed), decision
+
     def estimate(self, image: np.ndarray) -> tuple[Estimate, np.ndarray]:
-        """Estimate the curve for an image; also returns the base layer (0..255) for reuse."""
+        """phi for an image (as `decide_input`); also returns the base layer (0..255) for reuse."""
+        curve_est, base = self.estimate_curve(image)
+        return curve_est[1], base
+
+    def estimate_curve(self, image: np.ndarray) -> tuple[tuple[Curve, Estimate], np.ndarray]:
+        """((the curve restore() would apply, the estimate), base layer (0..255))."""
         base, x = self._base(image)
-        return self.estimate_input(x), base
+        est, decision = self.decide_input(x)
+        return (self.curve_for(est.phi_s, est.phi_h, decision), est), base
 
     def _base(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(base layer (H, W) on 0..255, network input (128, 128) in [0, 1])."""
+        return self._layers(image)[1:]
+
+    def _layers(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(luminance (H, W) and its base layer on 0..255, network input (128, 128))."""
         y = luminance(image)
         layer = base_layer if self.exact else fast_base_layer
         base = layer(y, self.tone.eps, self.tone.radius_fraction)
-        return base, network_input(base)
+        return y, base, network_input(base)
 
-    def curve_for(self, phi_s: float, phi_h: float) -> Curve:
-        """The curve with this restorer's strength, highlight scale and monotonic setting."""
-        return self.tone.curve(phi_s, phi_h, self.strength, self.highlight_scale)
+    def curve_for(self, phi_s: float, phi_h: float, decision: Decision | None = None) -> Curve:
+        """The curve with this restorer's strength, highlight scale and monotonic setting, and
+        the adaptive decision's exposure and amount (none: the plain curve)."""
+        curve = self.tone.curve(phi_s, phi_h, self.strength, self.highlight_scale)
+        if decision is None:
+            return curve
+        return replace(curve, exposure=decision.exposure, amount=decision.amount)
 
     def restore(self, image: np.ndarray, curve: Curve | None = None) -> Result:
         """Restore one image. With `curve` given, estimation is skipped and that curve applied."""
         check_pixels(image)
         seconds: dict[str, float] = {}
         t0 = time.perf_counter()
-        base, x = self._base(image)
+        y, base, x = self._layers(image)
         t1 = time.perf_counter()
         seconds["base"] = t1 - t0
+        decided = decide(x)
+        judged = decided[0]
         if curve is None:
-            est = self.estimate_input(x)
-            curve = self.curve_for(est.phi_s, est.phi_h)
+            est, decision = self.decide_input(x, decided)
+            curve = self.curve_for(est.phi_s, est.phi_h, decision)
             iterations, loss, converged = est.iterations, est.loss, est.converged
         else:
             iterations, loss, converged = 0, float("nan"), True
+        mean_gain = float(gain(curve, x[::2, ::2]).mean())  # 64 x 64 samples are plenty
         t2 = time.perf_counter()
         seconds["estimate"] = t2 - t1
-        gain = gain_map(base, curve) if self.exact else fast_gain_map(base, curve)
+        gains = gain_map(base, curve) if self.exact else fast_gain_map(base, curve)
         del base
-        out = apply_tone_gain(image, gain, self.tone)
+        if self.denoise == "off":
+            out, cleaning = apply_tone_gain(image, gains, self.tone), OFF.report()
+        else:
+            lifted = lift(image, y, gains, self.denoise, reuse_gain=True)
+            out, cleaning = lifted.image, lifted.report()
         seconds["apply"] = time.perf_counter() - t2
-        return Result(out, curve, iterations, loss, converged, seconds)
+        return Result(out, curve, iterations, loss, converged, seconds,
+                      judged.needs_correction, mean_gain, cleaning)
 
 
 def restore(image: np.ndarray, curve: Curve | None = None, **options) -> Result:

@@ -18,7 +18,9 @@ changes quickly:
   Sensor noise and a slow pan move the score by a few thousandths; a cut or a one-stop
   exposure step moves it by several hundredths.
 
-The estimator is any callable (x, fresh) -> (phi_s, phi_h); fresh is True on the first frame
+The estimator is any callable (x, fresh) -> (phi_s, phi_h) or (phi_s, phi_h, exposure, amount)
+(the adaptive decision, `excnet.adapt`, smoothed like phi so it cannot flicker either: the
+exposure in EV, the amount as a fraction); fresh is True on the first frame
 and on cuts, where a warm-started network may need more training than on a frame like the
 last. A network estimator carries its own state (weights) from frame to frame as well.
 """
@@ -34,7 +36,7 @@ import numpy as np
 from .defaults import DEFAULT_CUT_THRESHOLD, DEFAULT_EVERY, DEFAULT_TAU
 from .loss import BLOCK
 
-Estimator = Callable[[np.ndarray, bool], tuple[float, float]]
+Estimator = Callable[[np.ndarray, bool], tuple[float, ...]]
 
 
 def block_signature(x: np.ndarray, block: int = BLOCK) -> np.ndarray:
@@ -57,6 +59,8 @@ class Step:
     estimated: bool  # the estimator ran on this frame
     cut: bool  # a scene cut or sudden lighting change started here
     score: float  # change score against the previous frame
+    exposure: float = 0.0  # smoothed adaptive decision (neutral when the estimator has none)
+    amount: float = 1.0
 
 
 class TemporalGuide:
@@ -75,8 +79,8 @@ class TemporalGuide:
             raise ValueError("tau must be >= 0 and cut_threshold > 0")
         self.estimator = estimator
         self.every, self.tau, self.cut_threshold = every, tau, cut_threshold
-        self.phi: tuple[float, float] | None = None
-        self.target: tuple[float, float] | None = None
+        self.phi: tuple[float, ...] | None = None  # smoothed estimator output (phi first)
+        self.target: tuple[float, ...] | None = None
         self._signature: np.ndarray | None = None
         self._time: float | None = None
         self._since_estimate = 0
@@ -98,7 +102,6 @@ class TemporalGuide:
         else:
             dt = max(time - self._time, 0.0)
             a = 1.0 - math.exp(-dt / self.tau)
-            self.phi = (self.phi[0] + a * (self.target[0] - self.phi[0]),
-                        self.phi[1] + a * (self.target[1] - self.phi[1]))
+            self.phi = tuple(p + a * (t - p) for p, t in zip(self.phi, self.target, strict=True))
         self._signature, self._time = signature, time
-        return Step(self.phi[0], self.phi[1], estimate, cut, score)
+        return Step(self.phi[0], self.phi[1], estimate, cut, score, *self.phi[2:4])

@@ -28,10 +28,16 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .base import EPS, RADIUS_FRACTION, base_layer
-from .colour import LUMA_WEIGHTS, apply_gain, check_pixels, colour_channels
+from .colour import (
+    LUMA_WEIGHTS,
+    apply_gain,
+    check_pixels,
+    colour_channels,
+    linear_to_srgb,
+    srgb_to_linear,
+)
 from .curve import FAITHFUL_HIGHLIGHT_SCALE, Curve, gain, s_curve
 from .defaults import IMPROVED_HIGHLIGHT_SCALE
-from .metrics import linear_to_srgb, srgb_to_linear
 
 CHROMA_MODES = ("faithful", "linear", "damped")
 CLIP_MODES = ("plain", "hue")

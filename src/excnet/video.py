@@ -40,6 +40,7 @@ import cv2
 import numpy as np
 import torch
 
+from .adapt import Decision
 from .base import fast_guided_filter, network_input, radius_for
 from .colour import LUMA_WEIGHTS
 from .curve import Curve, gain_lut
@@ -154,7 +155,8 @@ def _planes(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 @dataclass
 class VideoSummary:
     """What `restore_video` did. phi: every frame's (phi_s, phi_h) after temporal smoothing,
-    before strength and highlight scale (as `Curve.phi_s`, `Curve.phi_h`)."""
+    before strength and highlight scale (as `Curve.phi_s`, `Curve.phi_h`); decisions: every
+    frame's smoothed adaptive (exposure, amount)."""
 
     input: str
     output: str
@@ -168,6 +170,7 @@ class VideoSummary:
     estimates: int = 0
     cuts: list[float] = field(default_factory=list)
     phi: list[tuple[float, float]] = field(default_factory=list)
+    decisions: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def fps(self) -> float:
@@ -176,6 +179,7 @@ class VideoSummary:
     def to_dict(self) -> dict:
         """JSON-ready record: counts, timing, phi statistics and cut times (not per-frame phi)."""
         arr = np.asarray(self.phi, dtype=np.float64).reshape(-1, 2)
+        dec = np.asarray(self.decisions, dtype=np.float64).reshape(-1, 2)
 
         def stats(col: np.ndarray) -> dict | None:
             if not len(col):
@@ -187,23 +191,25 @@ class VideoSummary:
                 "frames": self.frames, "width": self.width, "height": self.height,
                 "seconds": self.seconds, "fps": self.fps, "codec": self.codec,
                 "audio": self.audio, "rotation": self.rotation, "estimates": self.estimates,
-                "cuts": self.cuts, "phi_s": stats(arr[:, 0]), "phi_h": stats(arr[:, 1])}
+                "cuts": self.cuts, "phi_s": stats(arr[:, 0]), "phi_h": stats(arr[:, 1]),
+                "exposure": stats(dec[:, 0]), "amount": stats(dec[:, 1])}
 
 
 def make_estimator(restorer: Restorer, fresh_iters: int = 1000,
                    always_fresh: bool = False) -> Estimator:
-    """(x, fresh) -> (phi_s, phi_h) with the restorer's solver. For the network solver each call
+    """(x, fresh) -> (phi_s, phi_h, exposure, amount) with the restorer's solver and adaptive
+    rule (`Restorer.decide_input`). For the network solver each call
     trains the warm network once (`estimate_input`, capped by the restorer's max_iters); when
     fresh (first frame, cut; every frame with always_fresh) it keeps training until converged
     or `fresh_iters` iterations in all."""
 
-    def estimate(x: np.ndarray, fresh: bool) -> tuple[float, float]:
-        est = restorer.estimate_input(x)
+    def estimate(x: np.ndarray, fresh: bool) -> tuple[float, float, float, float]:
+        est, decision = restorer.decide_input(x)
         done = est.iterations
         while (fresh or always_fresh) and not est.converged and 0 < done < fresh_iters:
-            est = restorer.estimate_input(x)
+            est, decision = restorer.decide_input(x)
             done += est.iterations
-        return est.phi_s, est.phi_h
+        return est.phi_s, est.phi_h, decision.exposure, decision.amount
 
     return estimate
 
@@ -452,11 +458,14 @@ def _transcode(inp, src: Path, tmp: Path, dst: Path, guide: TemporalGuide | None
                 summary.estimates += step.estimated
                 if step.cut:
                     summary.cuts.append(round(float(frame.time or 0.0), 4))
-                frame_curve = restorer.curve_for(step.phi_s, step.phi_h)
+                frame_curve = restorer.curve_for(step.phi_s, step.phi_h,
+                                                 Decision(step.exposure, step.amount))
                 lut = gain_lut(frame_curve, _LUT_SIZE)
                 summary.phi.append((step.phi_s, step.phi_h))
+                summary.decisions.append((step.exposure, step.amount))
             else:
                 summary.phi.append((curve.phi_s, curve.phi_h))
+                summary.decisions.append((curve.exposure, curve.amount))
             apply_gain_yuv(y, u, v, base, lut, spec)
             try:
                 out.container.mux(out.video.encode(frame))

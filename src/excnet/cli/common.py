@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from ..defaults import (
     ARCHS,
     DEFAULT_SOLVER,
+    DENOISE_MODES,
     FAITHFUL_HIGHLIGHT_SCALE,
     IMPROVED_HIGHLIGHT_SCALE,
     SOLVERS,
@@ -45,7 +46,16 @@ def add_curve_options(p: argparse.ArgumentParser, default_solver: str = DEFAULT_
                    help="safety cap on training iterations per image (default 1000)")
     g.add_argument("--seed", type=int, default=0, help="network initialisation seed")
     g.add_argument("--strength", "-s", type=float, default=None,
-                   help="scale both phi (default 1)")
+                   help="scale the correction: both phi and the adaptive exposure (default 1)")
+    # adaptive default (issue 10): keep these together
+    g.add_argument("--adapt", choices=("on", "off"), default=None,
+                   help="adaptive default: lift dark frames by exposure, apply as much of the "
+                        "curve as the photo looks back-lit, leave good and low-key photos "
+                        "alone (default on; off with --faithful)")
+    g.add_argument("--exposure", type=float, default=None, metavar="EV",
+                   help="with --phi-s/--phi-h: the adaptive exposure to apply (as recorded)")
+    g.add_argument("--amount", type=float, default=None, metavar="A",
+                   help="with --phi-s/--phi-h: the adaptive fraction of phi (as recorded)")
     g.add_argument("--highlight-scale", type=float, default=None, metavar="H",
                    help=f"fraction of phi_h applied (default {IMPROVED_HIGHLIGHT_SCALE}; "
                         f"{FAITHFUL_HIGHLIGHT_SCALE} with --faithful, as the reference)")
@@ -56,6 +66,9 @@ def add_curve_options(p: argparse.ArgumentParser, default_solver: str = DEFAULT_
     g.add_argument("--phi-h", type=float, default=None, help="use this phi_h, skip estimation")
     g.add_argument("--params", type=Path, default=None, metavar="FILE",
                    help="apply the curve saved in FILE (JSON from `excnet estimate --save`)")
+    g.add_argument("--denoise", choices=DENOISE_MODES, default=None,
+                   help="clean the noise, JPEG blocks and 8-bit steps that lifting amplifies, "
+                        "where it lifts (default auto; off with --faithful)")
 
 
 def add_raw_options(p: argparse.ArgumentParser) -> None:
@@ -65,7 +78,7 @@ def add_raw_options(p: argparse.ArgumentParser) -> None:
                              "resolution, camera white balance and colour matrix, no automatic "
                              "brightening, 16 bits")
     low, high = EXPOSURE_RANGE
-    g.add_argument("--exposure", type=float, default=0.0, metavar="EV",
+    g.add_argument("--raw-exposure", type=float, default=0.0, metavar="EV",
                    help=f"exposure compensation in stops, {low:+g}..{high:+g} (default 0; "
                         "highlights are preserved)")
     g.add_argument("--colorspace", choices=tuple(COLORSPACES), default="srgb",
@@ -79,10 +92,10 @@ def add_raw_options(p: argparse.ArgumentParser) -> None:
 def raw_options(args: argparse.Namespace) -> RawOptions:
     """The RAW development settings from the command line (checked)."""
     try:
-        return RawOptions(exposure=args.exposure, colorspace=args.colorspace,
+        return RawOptions(exposure=args.raw_exposure, colorspace=args.colorspace,
                           highlights=args.highlights)
     except ValueError as exc:
-        raise UsageError(f"--exposure: {exc}") from None
+        raise UsageError(f"--raw-exposure: {exc}") from None
 
 
 def given_curve(args: argparse.Namespace) -> Curve | None:
@@ -91,7 +104,7 @@ def given_curve(args: argparse.Namespace) -> Curve | None:
 
     from ..curve import Curve
 
-    manual = args.phi_s is not None or args.phi_h is not None
+    manual = any(v is not None for v in (args.phi_s, args.phi_h, args.exposure))
     if manual and args.params is not None:
         raise UsageError("give either --params or --phi-s/--phi-h, not both")
     try:
@@ -104,7 +117,9 @@ def given_curve(args: argparse.Namespace) -> Curve | None:
         return replace(curve,
                        strength=curve.strength if args.strength is None else args.strength,
                        highlight_scale=curve.highlight_scale if args.highlight_scale is None
-                       else args.highlight_scale)
+                       else args.highlight_scale,
+                       exposure=curve.exposure if args.exposure is None else args.exposure,
+                       amount=curve.amount if args.amount is None else args.amount)
     except ValueError as exc:  # a bad file or a non-finite number
         raise UsageError(str(exc)) from None
 
@@ -119,13 +134,15 @@ def restorer_options(args: argparse.Namespace) -> dict:
     """`Restorer` keyword arguments from the curve options (checked)."""
     if args.max_iters < 1:
         raise UsageError("--max-iters must be at least 1")
-    for option in ("strength", "highlight_scale"):
+    for option in ("strength", "highlight_scale", "exposure", "amount"):
         value = getattr(args, option)
         if value is not None and not math.isfinite(value):
             raise UsageError(f"--{option.replace('_', '-')} must be a finite number")
     return {"solver": args.solver, "arch": args.arch, "max_iters": args.max_iters,
             "seed": args.seed, "strength": 1.0 if args.strength is None else args.strength,
-            "highlight_scale": args.highlight_scale, "tone": tone_options(args)}
+            "highlight_scale": args.highlight_scale, "tone": tone_options(args),
+            "adapt": None if args.adapt is None else args.adapt == "on",
+            "denoise": args.denoise}
 
 
 def make_restorer(args: argparse.Namespace) -> Restorer:

@@ -8,7 +8,9 @@ import statistics
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..imageio.formats import output_name, output_suffix
 from .common import (
@@ -24,6 +26,9 @@ from .common import (
     raw_options,
     restorer_options,
 )
+
+if TYPE_CHECKING:
+    from ..curve import Curve
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -166,27 +171,29 @@ def run_estimate(args: argparse.Namespace) -> int:
     from ..imageio import ImageError, read_image
 
     if given_curve(args) is not None:
-        raise UsageError("estimate computes phi; --params/--phi-s/--phi-h make no sense here")
+        raise UsageError("estimate computes phi; --params/--phi-s/--phi-h/--exposure make no "
+                         "sense here")
     raw = raw_options(args)
     restorer = make_restorer(args)
     jobs = list(find_images(args.inputs, skip_outputs=True))
     empty = _empty_folders(args.inputs, jobs)
     failures = list(empty)
-    phis: list[tuple[float, float]] = []
+    curves: list[Curve] = []
     with progress(len(jobs), enabled=not args.json, label="estimating") as advance:
         for src, _ in jobs:
             rec = new_record(src, None)
             t0 = time.perf_counter()
             try:
                 img = read_image(src, raw=raw)
-                est, _ = restorer.estimate(img.pixels)
+                (curve, est), _ = restorer.estimate_curve(img.pixels)
             except (ImageError, ValueError, OSError) as exc:
                 rec["error"] = error_naming(str(src), str(exc))
                 failures.append(rec["error"])
                 print(f"excnet: {rec['error']}", file=sys.stderr)
             else:
-                phis.append((est.phi_s, est.phi_h))
+                curves.append(curve)
                 rec.update(status="ok", phi_s=est.phi_s, phi_h=est.phi_h,
+                           exposure=curve.exposure, amount=curve.amount,
                            iterations=est.iterations, loss=est.loss,
                            seconds={"total": time.perf_counter() - t0})
                 if not args.json:
@@ -195,8 +202,9 @@ def run_estimate(args: argparse.Namespace) -> int:
             if args.json:
                 print_json(rec)
             advance()
-    if args.save is not None and phis:
-        curve = restorer.curve_for(statistics.median(p[0] for p in phis),
-                                       statistics.median(p[1] for p in phis))
-        curve.save(args.save)
+    if args.save is not None and curves:
+        def median(name: str) -> float:
+            return statistics.median(getattr(c, name) for c in curves)
+        replace(curves[0], phi_s=median("phi_s"), phi_h=median("phi_h"),
+                exposure=median("exposure"), amount=median("amount")).save(args.save)
     return _summary("estimated", len(jobs) + len(empty), failures, args.json)

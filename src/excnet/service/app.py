@@ -45,6 +45,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..curve import Curve
+from ..denoise import DEFAULT_MODE as DEFAULT_DENOISE
 from ..imageio import FORMATS, ImageError, ImageFile, decode_image, encode_image
 from ..imageio.formats import default_output_format
 from ..pipeline import DEFAULT_SOLVER, SOLVERS, Restorer
@@ -236,6 +237,8 @@ class Job:
     format: str | None = None
     quality: int = 95
     preview: int = 0
+    denoise: str | None = None
+    adapt: str | None = None  # "on" / "off"; None: the restorer's default (on)
 
     def curve_with_controls(self, phi_s: float, phi_h: float, base: Curve | None = None) -> Curve:
         """Curve with this request's strength / highlight scale over `base`'s (or the defaults)."""
@@ -277,6 +280,8 @@ def restore_job(pool: WorkerPool, settings: Settings, job: Job) -> dict:
     pool.stage("decode", time.perf_counter() - t0)
     pool.checkpoint()
     restorer = pool.restorer(job.solver)
+    restorer.denoise = job.denoise or DEFAULT_DENOISE  # this worker's own restorer: safe
+    restorer.adapt = job.adapt != "off"
     if job.given is not None:
         res = restorer.restore(img.pixels, job.given)
     else:
@@ -296,7 +301,8 @@ def restore_job(pool: WorkerPool, settings: Settings, job: Job) -> dict:
     pool.stage("encode", time.perf_counter() - t1)
     return {"body": body, "format": fmt, "curve": res.curve, "iterations": res.iterations,
             "loss": res.loss, "converged": res.converged, "width": img.width,
-            "height": img.height, "seconds": res.seconds}
+            "height": img.height, "seconds": res.seconds, "denoise": res.denoise,
+            "needs_correction": res.needs_correction, "mean_gain": res.mean_gain}
 
 
 def estimate_job(pool: WorkerPool, settings: Settings, job: Job) -> dict:
@@ -306,9 +312,13 @@ def estimate_job(pool: WorkerPool, settings: Settings, job: Job) -> dict:
     t1 = time.perf_counter()
     pool.stage("decode", t1 - t0)
     pool.checkpoint()
-    est, base = pool.restorer(job.solver).estimate(img.pixels)
+    restorer = pool.restorer(job.solver)
+    restorer.adapt = job.adapt != "off"
+    (decided, est), base = restorer.estimate_curve(img.pixels)
     pool.stage("estimate", time.perf_counter() - t1)
-    curve = job.curve_with_controls(est.phi_s, est.phi_h)
+    # the decision, over the defaults (not this worker's controls from an earlier request)
+    curve = job.curve_with_controls(est.phi_s, est.phi_h, replace(
+        IMPROVED.curve(est.phi_s, est.phi_h), exposure=decided.exposure, amount=decided.amount))
     out = {"name": job.name, "width": img.width, "height": img.height, "format": img.format,
            "solver": job.solver, "curve": curve.to_dict(), "applied": _applied(curve),
            "iterations": est.iterations, "loss": _finite(est.loss),
@@ -374,7 +384,8 @@ def image_or_json(result: dict, name: str, response: str) -> Response:
             "iterations": result["iterations"], "loss": _finite(result["loss"]),
             "converged": result["converged"], "width": result["width"],
             "height": result["height"], "format": fmt, "media_type": MEDIA_TYPES[fmt],
-            "filename": filename}
+            "filename": filename, "denoise": result["denoise"],
+            "needs_correction": result["needs_correction"], "mean_gain": result["mean_gain"]}
     if response == "json":
         meta["image_base64"] = base64.b64encode(result["body"]).decode("ascii")
         return JSONResponse(meta)
@@ -387,6 +398,8 @@ def image_or_json(result: dict, name: str, response: str) -> Response:
         "X-Excnet-Iterations": str(result["iterations"]),
         "X-Excnet-Converged": "true" if result["converged"] else "false",
         "X-Excnet-Curve": json.dumps(curve.to_dict()),
+        "X-Excnet-Needs-Correction": "true" if result["needs_correction"] else "false",
+        "X-Excnet-Mean-Gain": repr(result["mean_gain"]),
     }
     return Response(result["body"], media_type=MEDIA_TYPES[fmt], headers=headers)
 
@@ -453,6 +466,11 @@ ParamsField = Annotated[str | None, Form(
 FormatField = Annotated[str | None, Form(
     description="output format: JPEG, PNG, TIFF, WEBP or HEIC (default: the input's)")]
 QualityField = Annotated[int, Form(ge=1, le=100, description="JPEG/WebP/HEIC quality")]
+DenoiseField = Annotated[Literal["off", "auto", "strong"] | None, Form(
+    description=f"clean the noise that lifting amplifies (default {DEFAULT_DENOISE})")]
+AdaptField = Annotated[Literal["on", "off"] | None, Form(
+    description="adaptive default: exposure for dark frames, as much of the curve as the photo "
+                "looks back-lit, good and low-key photos left alone (default on)")]
 ResponseQuery = Annotated[Literal["image", "json"], Query(
     description="image: the file, curve in X-Excnet-* headers; json: all as JSON, base64 image")]
 
@@ -561,13 +579,14 @@ def create_app(settings: Settings | None = None,
                       strength: StrengthField = None, highlight_scale: HighlightField = None,
                       phi_s: PhiField = None, phi_h: PhiField = None,
                       params: ParamsField = None, format: FormatField = None,  # noqa: A002
-                      quality: QualityField = 95, response: ResponseQuery = "image"):
+                      quality: QualityField = 95, denoise: DenoiseField = None,
+                      adapt: AdaptField = None, response: ResponseQuery = "image"):
         """Estimates phi (unless phi_s/phi_h or params fix it) and returns the restored image."""
         data, name = await _read_upload(file, settings)
         given = _given_curve(params, _control("phi_s", phi_s), _control("phi_h", phi_h))
         j = job(data, name, solver, strength=_control("strength", strength),
                 highlight_scale=_control("highlight_scale", highlight_scale),
-                format=_format(format), quality=quality)
+                format=_format(format), quality=quality, denoise=denoise, adapt=adapt)
         if given is not None:
             j = replace(j, given=j.curve_with_controls(given.phi_s, given.phi_h, given))
         result = await run(restore_job, j)
@@ -581,7 +600,8 @@ def create_app(settings: Settings | None = None,
                     params: ParamsField = None, strength: StrengthField = None,
                     highlight_scale: HighlightField = None,
                     format: FormatField = None,  # noqa: A002
-                    quality: QualityField = 95, response: ResponseQuery = "image"):
+                    quality: QualityField = 95, denoise: DenoiseField = None,
+                    response: ResponseQuery = "image"):
         """Applies the curve given by phi_s/phi_h or params; no estimation."""
         data, name = await _read_upload(file, settings)
         given = _given_curve(params, _control("phi_s", phi_s), _control("phi_h", phi_h))
@@ -589,7 +609,7 @@ def create_app(settings: Settings | None = None,
             raise ApiError(422, "bad_request", "apply needs phi_s and phi_h, or params")
         j = job(data, name, None, strength=_control("strength", strength),
                 highlight_scale=_control("highlight_scale", highlight_scale),
-                format=_format(format), quality=quality)
+                format=_format(format), quality=quality, denoise=denoise)
         j = replace(j, given=j.curve_with_controls(given.phi_s, given.phi_h, given))
         result = await run(restore_job, j)
         return image_or_json(result, name, response)
@@ -597,14 +617,15 @@ def create_app(settings: Settings | None = None,
     @app.post(f"{API}/estimate", tags=["restore"], summary="Estimate the curve only")
     async def estimate(file: FileField, solver: SolverField = None,
                        strength: StrengthField = None, highlight_scale: HighlightField = None,
-                       preview: Annotated[int, Query(
+                       adapt: AdaptField = None, preview: Annotated[int, Query(
                            ge=0, le=4096,
                            description="also return a preview of at most this many pixels a "
                                        "side and its base layer (0: none)")] = 0) -> dict:
         """Returns phi and the curve (`curve` is the JSON `excnet restore --params` reads)."""
         data, name = await _read_upload(file, settings)
         j = job(data, name, solver, strength=_control("strength", strength),
-                highlight_scale=_control("highlight_scale", highlight_scale), preview=preview)
+                highlight_scale=_control("highlight_scale", highlight_scale), preview=preview,
+                adapt=adapt)
         return await run(estimate_job, j)
 
     @app.get(f"{API}/health", tags=["service"], summary="Liveness, status and limits (open)")

@@ -9,6 +9,22 @@ const PREVIEW_SIZE = 1024;
 const TOKEN_KEY = "excnet-token";  // in sessionStorage: asked once per tab
 const $ = (id) => document.getElementById(id);
 
+// excnet/curve.py expose: linear light times 2**stops, rolled off above KNEE, re-encoded.
+const KNEE = 0.75;
+function toLinear(v) {
+  return v <= 0.04045 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+}
+function toSrgb(v) {
+  v = Math.max(v, 0);
+  return v <= 0.0031308 ? v * 12.92 : 1.055 * Math.pow(v, 1 / 2.4) - 0.055;
+}
+function expose(x, stops) {
+  if (stops === 0) return x;
+  let v = toLinear(x) * Math.pow(2, stops);
+  const over = Math.max(v - KNEE, 0);
+  v = v - over - (1 - KNEE) * Math.expm1(-over / (1 - KNEE));
+  return toSrgb(v);
+}
 // The S-curve of the method (excnet/curve.py).
 function fDelta(x) {
   return 5 * x * Math.exp(-14 * Math.pow(Math.max(x, 0), 1.6));
@@ -80,12 +96,21 @@ function controls() {
     strength: Number($("strength").value),
     highlight_scale: Number($("highlight").value),
     monotonic: state.estimate ? Boolean(state.estimate.curve.monotonic) : true,
+    // what the adaptive rule decided for this photo (excnet/adapt.py); kept as estimated
+    exposure: state.estimate ? Number(state.estimate.curve.exposure || 0) : 0,
+    amount: state.estimate ? Number(state.estimate.curve.amount ?? 1) : 1,
   };
 }
 
 function applied(c) {
-  const a = [c.strength * c.phi_s, c.highlight_scale * c.strength * c.phi_h];
+  const s = c.strength * c.amount;
+  const a = [s * c.phi_s, c.highlight_scale * s * c.phi_h];
   return c.monotonic ? monotonicLimit(a[0], Math.max(a[1], 0)) : a;
+}
+
+// The whole curve: exposure, then the S-curve (Curve.__call__).
+function curveAt(c, a, x) {
+  return sCurve(expose(x, c.strength * c.exposure), a[0], a[1]);
 }
 
 function showError(message) {
@@ -157,6 +182,7 @@ async function upload(file) {
   form.append("file", file);
   const solver = $("solver").value;
   if (solver) form.append("solver", solver);
+  form.append("adapt", $("adapt").value);
   try {
     const r = await api(`${API}/estimate?preview=${PREVIEW_SIZE}`, { method: "POST", body: form },
                         () => upload(file));
@@ -203,11 +229,11 @@ function resetControls() {
 
 // Restored preview: every colour channel times the gain of the pixel's base-layer value.
 function renderPreview(c) {
-  const [aS, aH] = applied(c);
+  const a = applied(c);
   const gain = new Float64Array(256);
   for (let v = 0; v < 256; v++) {
     const b = v / 255;
-    gain[v] = (sCurve(b, aS, aH) + 1e-5) / (b + 1e-5);
+    gain[v] = (curveAt(c, a, b) + 1e-5) / (b + 1e-5);
   }
   const src = state.source.data;
   const out = new ImageData(state.source.width, state.source.height);
@@ -223,11 +249,12 @@ function renderPreview(c) {
 }
 
 function drawCurve(c) {
-  const [aS, aH] = applied(c);
+  const a = applied(c);
+  const [aS, aH] = a;
   const pts = [];
   for (let i = 0; i <= 128; i++) {
     const x = i / 128;
-    const y = Math.min(1.2, Math.max(-0.2, sCurve(x, aS, aH)));
+    const y = Math.min(1.2, Math.max(-0.2, curveAt(c, a, x)));
     pts.push(`${x.toFixed(4)},${(1 - y).toFixed(4)}`);
   }
   $("curve").setAttribute("d", `M${pts.join(" L")}`);
@@ -235,7 +262,10 @@ function drawCurve(c) {
   $("phi-text").textContent =
     `φs = ${c.phi_s.toFixed(3)}, φh = ${c.phi_h.toFixed(3)} · applied ` +
     `${aS.toFixed(3)}, ${aH.toFixed(3)} · estimated ${e.curve.phi_s.toFixed(3)}, ` +
-    `${e.curve.phi_h.toFixed(3)} by ${e.solver} in ${e.iterations} iterations`;
+    `${e.curve.phi_h.toFixed(3)} by ${e.solver} in ${e.iterations} iterations` +
+    (c.exposure || c.amount !== 1
+      ? ` · adaptive: exposure +${c.exposure.toFixed(2)} EV, ${Math.round(100 * c.amount)}% of φ`
+      : "");
 }
 
 function update() {
@@ -277,8 +307,9 @@ async function download() {
   setStatus("Restoring the full-resolution photo…");
   const form = new FormData();
   form.append("file", state.file);
-  const { monotonic, ...fields } = controls(); // the server renders its curves the same way
-  for (const [k, v] of Object.entries(fields)) form.append(k, String(v));
+  // the whole curve as the params JSON: the server renders it the same way
+  form.append("params", JSON.stringify(controls()));
+  form.append("denoise", $("denoise").value);
   try {
     const r = await api(`${API}/apply`, { method: "POST", body: form }, download);
     if (!r.ok) {
@@ -315,6 +346,7 @@ function init() {
   $("download").addEventListener("click", download);
   $("save-params").addEventListener("click", saveParams);
   $("solver").addEventListener("change", () => state.file && upload(state.file));
+  $("adapt").addEventListener("change", () => state.file && upload(state.file));
   const drop = $("drop");
   for (const type of ["dragenter", "dragover"]) {
     document.addEventListener(type, (e) => { e.preventDefault(); drop.classList.add("over"); });

@@ -1,0 +1,93 @@
+"""The adaptive default: how far, and in what shape, to lift a given image.
+
+ExCNet's loss pulls every 4 x 4 block toward mid-grey, so on its own it lifts a well-exposed or
+low-key photo as readily as a back-lit one, and its S-curve cannot lift a very dark frame far
+without folding over. The adaptive rule reads the 128 x 128 network input x (the base layer, in
+[0, 1]; a few milliseconds of NumPy) and decides two numbers:
+
+* exposure (EV, >= 0): a linear-light gain in front of the curve (`curve.expose`) for frames
+  that are dark as a whole. It is the smaller of two deficits, each in stops: the headroom
+  (the bright end, the 99.5th percentile, to HIGH_TARGET) and the key (the median to
+  KEY_TARGET), so a frame is lifted only when both its highlights and its mid-tones are low
+  (a dark but well-exposed scene with bright highlights keeps them). A dead zone (DEAD_ZONE EV,
+  entered smoothly) leaves slightly dark photos alone and takes the edge off the rest. A
+  low-key photo (near-black surroundings, a lit subject: its median sits far more stops below
+  its bright end than in an ordinary photo) is not brightened: the exposure fades out as that
+  spread goes from LOWKEY_SPREAD to LOWKEY_SPREAD + 1 stops.
+* amount (0..1): the fraction of ExCNet's own curve phi (estimated on the exposed input, so
+  still the paper's fixed point) that is applied. A back-lit photo has both a bright
+  background and a large dim region; the amount follows the geometric mean of the bright
+  and the dim fractions, from BACKLIT_LOW (nothing) to BACKLIT_HIGH (all of it).
+
+The constants were chosen on our synthetic tuning halves (benchmarks/quality_sets.py), never on
+LOL; benchmarks/RESULTS.md records the trials.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .colour import srgb_to_linear
+from .curve import expose
+
+HIGH_TARGET = 0.85  # sRGB level the bright end (99.5th percentile) may be lifted to
+KEY_TARGET = 0.5  # sRGB level the median may be lifted to
+DEAD_ZONE = 0.5  # EV of deficit left alone (entered quadratically)
+LOWKEY_SPREAD = 2.0  # EV between median and bright end where the low-key fade starts
+BACKLIT_LOW, BACKLIT_HIGH = 0.2, 0.4  # sqrt(bright * dim fractions): no S-curve .. all of it
+BRIGHT, DIM = 0.7, (0.04, 0.3)  # sRGB levels that count as bright background / dim subject
+MAX_EXPOSURE = 6.0
+#: The decision counts as "needs correction" above these (report field).
+NEEDS_EXPOSURE, NEEDS_AMOUNT = 0.1, 0.1
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the adaptive rule decided for one image."""
+
+    exposure: float  # EV of linear-light gain before the curve
+    amount: float  # fraction of ExCNet's phi applied
+
+    @property
+    def needs_correction(self) -> bool:
+        return self.exposure >= NEEDS_EXPOSURE or self.amount >= NEEDS_AMOUNT
+
+
+def _stops(target: float, level: float) -> float:
+    """EV that take sRGB level to target in linear light."""
+    return math.log2(float(srgb_to_linear(target)) / float(srgb_to_linear(max(level, 1e-3))))
+
+
+def soft_dead_zone(e: float, dz: float | None = None) -> float:
+    """0 below 0, e^2 / (4 dz) up to 2 dz, e - dz above: continuous with a continuous slope
+    (dz: DEAD_ZONE by default)."""
+    dz = DEAD_ZONE if dz is None else dz
+    if e <= 0:
+        return 0.0
+    return e * e / (4 * dz) if e < 2 * dz else e - dz
+
+
+def decide_exposure(x: np.ndarray) -> float:
+    """Exposure (EV >= 0) for the network input x (H, W) in [0, 1]."""
+    high, median = np.percentile(x, (99.5, 50.0))
+    headroom, key = _stops(HIGH_TARGET, high), _stops(KEY_TARGET, median)
+    fade = min(max(LOWKEY_SPREAD + 1.0 - (key - headroom), 0.0), 1.0)
+    return min(soft_dead_zone(min(headroom, key)) * fade, MAX_EXPOSURE)
+
+
+def decide_amount(x: np.ndarray) -> float:
+    """Fraction (0..1) of ExCNet's phi to apply, for the (exposed) network input x."""
+    bright = float(np.mean(x > BRIGHT))
+    dim = float(np.mean((x > DIM[0]) & (x < DIM[1])))
+    t = (math.sqrt(bright * dim) - BACKLIT_LOW) / (BACKLIT_HIGH - BACKLIT_LOW)
+    return min(max(t, 0.0), 1.0)
+
+
+def decide(x: np.ndarray) -> tuple[Decision, np.ndarray]:
+    """The decision for network input x, and x exposed by it (what the solver should see)."""
+    exposure = decide_exposure(x)
+    exposed = np.asarray(expose(x, exposure), dtype=np.float32)
+    return Decision(exposure, decide_amount(exposed)), exposed

@@ -1,0 +1,298 @@
+"""Clean lifting: apply the curve's gain without amplifying noise, JPEG blocks and 8-bit steps.
+
+Lifting a shadow by a gain g multiplies whatever it holds: sensor noise (luminance and chroma),
+JPEG blocking, and the 1-level steps of 8-bit shadows all grow g times and become visible.
+`lift` applies the gain to a cleaned image where g is large and to the image itself where g is
+near 1, so well-exposed parts (and clean photos) come out exactly as `colour.apply_gain` gives:
+
+* luminance: a self-guided filter (He et al.) on a grid of s x s cells, as in He & Sun's fast
+  guided filter: a = var / (var + eps) keeps texture whose local variance is well above eps
+  and smooths the rest. eps follows the image's own noise level (estimated here), the 8-bit
+  quantisation step, and how much the gain lifts that cell.
+* chrominance (colour minus luma): replaced by a blurred version at the grid's resolution,
+  in proportion to the same lift weight (the eye sees colour at lower resolution than detail).
+* the result is kept in floating point until the gain is applied, so smoothed 8-bit shadows
+  land on in-between output levels instead of g-level steps.
+
+Arrays: `pixels` uint8/uint16 (H, W), (H, W, 2), (H, W, 3) or (H, W, 4); `y` luminance (H, W)
+float32 on 0..255 (as `colour.luminance`); `gain` (H, W) float32. Grids are (H/s, W/s).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .colour import LUMA_WEIGHTS, apply_gain, colour_channels, scale_to_255
+from .defaults import DENOISE_MODES
+
+MODES = DENOISE_MODES
+DEFAULT_MODE = "auto"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Constants of one denoise mode (chosen on the synthetic tuning set, benchmarks/denoise.py).
+
+    window: guided-filter window radius in pixels. max_grid: most cells in the grid the filter
+    runs on (cells of s x s pixels, s >= 1 chosen so the grid fits: the cost stays bounded on
+    large photos, whose noise grain is no coarser). luma: eps = luma * noise variance * lift
+    weight. chroma_blur: Gaussian sigma (pixels) of the extra blur of the clean target's
+    chroma. visible: lifted noise std (output levels, 0..255) at which the lift weight is full.
+    min_excess: share of the output noise variance due to the lift (1 - 1/g^2) below which
+    nothing is done (0.5: gain 1.41). steps: eps term for the 8-bit rounding, steps * 1/12 level^2
+    times the lifted share (not the visibility: lifted steps band in smooth shades).
+    """
+
+    window: int = 4
+    max_grid: int = 1 << 19
+    luma: float = 4.0
+    chroma_blur: float = 6.0
+    visible: float = 3.0
+    min_excess: float = 0.5
+    steps: float = 16.0
+
+    def cell(self, shape: tuple[int, ...]) -> int:
+        """Cell side s for an image of this shape."""
+        return max(1, int(np.ceil(np.sqrt(shape[0] * shape[1] / self.max_grid))))
+
+
+SETTINGS = {"auto": Settings(), "strong": Settings(window=8, luma=8.0, chroma_blur=9.0)}
+#: Lift weights below this leave a region untouched (exactly `apply_gain`).
+MIN_WEIGHT = 0.02
+
+
+@dataclass(frozen=True)
+class Lifted:
+    """`lift`'s result: the image, the input noise std it estimated (0..255 scale; None when
+    off) and the share of the image's pixels in the regions it cleaned (0 when none needed it)."""
+
+    image: np.ndarray
+    mode: str
+    noise: float | None
+    cleaned: float
+
+    def report(self) -> dict:
+        """What was applied, for JSON records: mode, noise std (0..255), share cleaned."""
+        return {"mode": self.mode,
+                "noise": None if self.noise is None else round(self.noise, 3),
+                "cleaned": round(self.cleaned, 4)}
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"unknown denoise mode {mode!r}; choose from {', '.join(MODES)}")
+    return mode
+
+
+def noise_level(y: np.ndarray, gain: np.ndarray, max_pixels: int = 1 << 18) -> float:
+    """Noise std of luminance y (H, W) on 0..255 where the gain (H, W) lifts (gain > 1.5).
+
+    Immerkaer's Laplacian-difference estimate (insensitive to smooth ramps) made robust with the
+    median absolute response, on row bands sampled to about `max_pixels`. 0 when nothing is
+    lifted. JPEG and camera noise reduction remove the finest noise, so the estimate is also
+    taken on the 2 x 2 mean image (where white noise halves) and the larger of the two kept.
+    """
+    h, w = y.shape
+    band = 16
+    step = max(band, band * (h * w // max(1, max_pixels)))
+    rows = np.concatenate([np.arange(r, min(r + band, h)) for r in range(0, h, step)])
+    ys, gs = y[rows], gain[rows]
+    kernel = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+    estimates = []
+    for scale in (1, 2):
+        img, g = ys, gs
+        if scale == 2:
+            hh, ww = (ys.shape[0] // 2) * 2, (w // 2) * 2
+            img = cv2.resize(ys[:hh, :ww], (ww // 2, hh // 2), interpolation=cv2.INTER_AREA)
+            g = gs[:hh:2, :ww:2]
+        resp = np.abs(cv2.filter2D(img, cv2.CV_32F, kernel, borderType=cv2.BORDER_REFLECT))
+        lifted = resp[1:-1, 1:-1][g[1:-1, 1:-1] > 1.5]
+        if lifted.size < 64:
+            return 0.0
+        # |N(0, 36 sigma^2)| has median 0.6745 * 6 sigma; white noise halves on the 2x2 mean.
+        estimates.append(scale * float(np.median(lifted)) / (0.6745 * 6.0))
+    return max(estimates)
+
+
+def lift_weight(gain: np.ndarray, sigma: float, settings: Settings) -> np.ndarray:
+    """How much to clean, in [0, 1], from the gain (any shape) and the input noise std sigma.
+
+    0 where the gain adds less than `settings.min_excess` of the output noise variance
+    (1 - 1/g^2) or the lifted noise g * sigma is invisible; 1 where the gain is large and the
+    lifted noise reaches `settings.visible` output levels.
+    """
+    visible = np.minimum(np.asarray(gain, np.float32) * np.float32(sigma / settings.visible), 1)
+    return lifted_share(gain, settings) * visible
+
+
+def lifted_share(gain: np.ndarray, settings: Settings) -> np.ndarray:
+    """0 to 1 as the share of the output noise variance that the lift adds, 1 - 1/g^2, goes
+    from `settings.min_excess` to 1 (any shape, float32)."""
+    share = np.maximum(gain, 1.0, dtype=np.float32)
+    share *= share
+    np.reciprocal(share, out=share)  # 1/g^2; share = (1 - 1/g^2 - m) / (1 - m)
+    share *= np.float32(-1.0 / (1.0 - settings.min_excess))
+    share += 1.0
+    return np.maximum(share, 0.0, out=share)
+
+
+def _grid(img: np.ndarray, s: int, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
+    """One value per s x s cell (edge replicated to a whole number of cells), same dtype: the
+    area mean, or with INTER_LINEAR the mean of the 2 x 2 pixels at the cell's centre (cheaper:
+    it reads a quarter of a 4 x 4 cell) or with INTER_NEAREST one pixel."""
+    if s == 1:
+        return img
+    h, w = img.shape[:2]
+    hp, wp = -(-h // s) * s, -(-w // s) * s
+    if (hp, wp) != (h, w):
+        img = cv2.copyMakeBorder(img, 0, hp - h, 0, wp - w, cv2.BORDER_REPLICATE)
+    return cv2.resize(img, (wp // s, hp // s), interpolation=interpolation)
+
+
+def _box(img: np.ndarray, r: int) -> np.ndarray:
+    return cv2.boxFilter(img, -1, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT)
+
+
+def _up(grid: np.ndarray, s: int, rows: slice, cols: slice) -> np.ndarray:
+    """Pixels rows x cols (relative to the grid's origin) of the grid upsampled bilinearly by s,
+    exactly as upsampling the whole grid would give them: only the cells they need (and one
+    of margin on each side) are upsampled."""
+    if s == 1:
+        return grid[rows, cols]
+    i0, i1 = max(0, rows.start // s - 1), min(grid.shape[0], -(-rows.stop // s) + 1)
+    j0, j1 = max(0, cols.start // s - 1), min(grid.shape[1], -(-cols.stop // s) + 1)
+    part = grid[i0:i1, j0:j1]
+    up = cv2.resize(part, ((j1 - j0) * s, (i1 - i0) * s), interpolation=cv2.INTER_LINEAR)
+    return up[rows.start - i0 * s:rows.stop - i0 * s, cols.start - j0 * s:cols.stop - j0 * s]
+
+
+def clean_cells(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, noise_var: float,
+                step_var: float, st: Settings, s: int) -> tuple[np.ndarray, np.ndarray]:
+    """The clean target and its blend weight on the grid of s x s cells, for one image region.
+
+    pixels (h, w[, c]) colour channels only, y (h, w) on 0..255, gain (h, w). Returns
+    (target (h/s, w/s[, c]) float32 already multiplied by the gain, in the pixels' units; weight
+    (h/s, w/s) float32 in [0, 1]). With a = var / (var + eps), the self-guided filter is
+    a * y + (1 - a) * T: the weight is 1 - a (box-averaged) and T the local mean, whose chroma
+    is blurred further. eps = luma * noise variance * lift weight: 0 (weight 0) where not lifted.
+    """
+    r = max(1, round(st.window / s))
+    k = np.float32(scale_to_255(pixels.dtype))
+    mean = _box(_grid(y, s), r)
+    var = _box(_grid(cv2.multiply(y, y), s), r)
+    var -= mean * mean
+    g = _grid(gain, s, cv2.INTER_NEAREST)  # smooth: one sample per cell is enough
+    # eps = share * (luma * noise_var * visible + steps * step_var): lifted 8-bit steps band
+    # in smooth shades however small they were, so they do not wait to be visible as noise.
+    eps = np.minimum(g * np.float32(np.sqrt(noise_var + step_var) / st.visible), 1.0)
+    eps *= np.float32(st.luma * noise_var)
+    eps += np.float32(st.steps * step_var)
+    eps *= lifted_share(g, st)
+    lifted = eps > 0
+    np.maximum(var, 0.0, out=var)
+    a = var / (var + eps + np.float32(1e-12))
+    a[~lifted] = 1.0
+    b = 1.0 - a
+    b *= mean
+    weight = 1.0 - _box(a, r)
+    np.clip(weight, 0.0, 1.0, out=weight)
+    target = _box(b, r)
+    target /= np.maximum(weight, np.float32(1e-3))  # luma of T (0..255)
+    if pixels.ndim == 3 and pixels.shape[2] == 3:
+        rgb = _grid(pixels, s, cv2.INTER_LINEAR).astype(np.float32)  # blurred below
+        rgb *= k
+        chroma = rgb - cv2.transform(rgb, np.float32([LUMA_WEIGHTS]))[..., None]
+        blurred = cv2.GaussianBlur(chroma, (0, 0), st.chroma_blur / s,
+                                   borderType=cv2.BORDER_REFLECT)
+        blurred += target[..., None]
+        target = blurred
+        g = g[..., None]
+    target *= g
+    target *= 1.0 / k
+    return target, weight
+
+
+def lift(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, mode: str = DEFAULT_MODE,
+         sigma: float | None = None, settings: Settings | None = None,
+         reuse_gain: bool = False) -> Lifted:
+    """Apply the per-pixel gain (H, W) to pixels, cleaning what the gain would amplify.
+
+    Returns `Lifted`; its image has the same shape and dtype, alpha untouched. mode "off", and
+    every region that the gain does not lift visibly, give exactly `colour.apply_gain(pixels,
+    gain)`. Elsewhere the result is
+    (1 - w) * gain * pixels + w * T, with T the gained clean target of `clean_cells` and w its
+    weight, both upsampled from the grid: the first term is `apply_gain` with a reduced gain, the
+    second an addition, so the cleaning costs about one extra pass over the lifted rows. sigma:
+    the input's noise std on 0..255 (estimated from the image when None). settings: the mode's
+    constants replaced (for trials). reuse_gain: the gain array may be overwritten (saves a copy).
+    """
+    if check_mode(mode) == "off":
+        return Lifted(apply_gain(pixels, gain), mode, None, 0.0)
+    st = settings or SETTINGS[mode]
+    if sigma is None:
+        sigma = noise_level(y, gain)
+    quant = scale_to_255(pixels.dtype) if pixels.dtype == np.uint8 else 0.0
+    step_var = quant * quant / 12.0  # rounding to 8 bits: noise of std 1/sqrt(12) level
+    noise_var = sigma * sigma
+    h, w = pixels.shape[:2]
+    s = st.cell((h, w))
+    n = colour_channels(pixels)
+    spans = _active_spans(gain, float(np.sqrt(noise_var + step_var)), st)
+    if not spans:
+        return Lifted(apply_gain(pixels, gain), mode, sigma, 0.0)
+    # One grid over the spans' bounding box with a margin, so the filters see the same
+    # neighbourhood as on the whole image; cells aligned with the image's.
+    margin = (3 * max(1, round(st.window / s)) + 2) * s + int(np.ceil(3 * st.chroma_blur))
+    y0 = max(0, min(sp[0] for sp in spans) - margin) // s * s
+    x0 = max(0, min(sp[2] for sp in spans) - margin) // s * s
+    y1 = min(h, max(sp[1] for sp in spans) + margin)
+    x1 = min(w, max(sp[3] for sp in spans) + margin)
+    y1, x1 = min(h, y0 + -(-(y1 - y0) // s) * s), min(w, x0 + -(-(x1 - x0) // s) * s)
+    colour = pixels[y0:y1, x0:x1] if pixels.ndim == 2 else pixels[y0:y1, x0:x1, :n]
+    target, weight = clean_cells(colour, y[y0:y1, x0:x1], gain[y0:y1, x0:x1], noise_var,
+                                 step_var, st, s)
+    keep = 1.0 - weight
+    target *= weight if target.ndim == 2 else weight[..., None]
+    np.clip(np.rint(target, out=target), 0, np.iinfo(pixels.dtype).max, out=target)
+    added = target.astype(pixels.dtype)
+    reduced = gain if reuse_gain else gain.copy()
+    for r0, r1, c0, c1 in spans:
+        part = reduced[r0:r1, c0:c1]
+        cv2.multiply(part, _up(keep, s, slice(r0 - y0, r1 - y0), slice(c0 - x0, c1 - x0)),
+                     dst=part)
+    out = apply_gain(pixels, reduced)
+    for r0, r1, c0, c1 in spans:
+        more = _up(added, s, slice(r0 - y0, r1 - y0), slice(c0 - x0, c1 - x0))
+        if out.ndim == 2 or out.shape[2] == n:
+            region = out[r0:r1, c0:c1]
+            cv2.add(region, more, dst=region)  # saturating, in place
+        elif n == 3:
+            out[r0:r1, c0:c1, :3] = cv2.add(out[r0:r1, c0:c1, :3], more)
+        else:
+            out[r0:r1, c0:c1, 0] = cv2.add(out[r0:r1, c0:c1, 0], more)
+    cleaned = sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in spans) / (h * w)
+    return Lifted(out, mode, sigma, cleaned)
+
+
+def _active_spans(gain: np.ndarray, sigma: float, st: Settings, rows: int = 64
+                  ) -> list[tuple[int, int, int, int]]:
+    """(r0, r1, c0, c1) pixel regions, one per band of `rows` rows, that hold every pixel whose
+    lift weight may reach MIN_WEIGHT; bands with none are left out. Decided on a 16-pixel
+    sample of the gain (the gain is smooth: it follows the base layer)."""
+    step = 16
+    h, w = gain.shape
+    sample = gain[min(step // 2, h - 1)::step, min(step // 2, w - 1)::step]
+    lifted = cv2.dilate((lift_weight(sample, sigma, st) >= MIN_WEIGHT).astype(np.uint8),
+                        np.ones((3, 3), np.uint8))
+    spans = []
+    per = max(1, rows // step)
+    for i in range(0, lifted.shape[0], per):
+        cols = np.flatnonzero(lifted[i:i + per].any(axis=0))
+        if cols.size:  # the last sample row / column stands for the image's edge
+            r1 = h if i + per >= lifted.shape[0] else (i + per) * step
+            c1 = w if cols[-1] == lifted.shape[1] - 1 else (int(cols[-1]) + 1) * step
+            spans.append((i * step, r1, int(cols[0]) * step, c1))
+    return spans

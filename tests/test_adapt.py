@@ -1,0 +1,194 @@
+"""The adaptive default: much correction where it is needed, little or none where it is not."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import make_backlit
+
+from excnet import Curve, Restorer, adapt
+from excnet.base import fast_base_layer, network_input
+from excnet.batch import restore_file
+from excnet.colour import apply_gain, linear_to_srgb, luminance, srgb_to_linear
+from excnet.imageio import read_image, write_image
+from excnet.pipeline import fast_gain_map
+from excnet.solvers import solve_direct
+from excnet.temporal import TemporalGuide
+
+
+def scene(h: int = 120, w: int = 160, seed: int = 0) -> np.ndarray:
+    """Linear-light RGB (H, W, 3): an ordinary well-exposed scene, textured, tones from deep
+    shadow to near-white (sRGB ~0.15 .. 0.95, median about mid-grey)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    srgb = (0.55 + 0.3 * np.sin(9 * xx + seed) * np.cos(7 * yy) + 0.1 * np.sin(40 * xx * yy)
+            + 0.02 * rng.standard_normal((h, w)))
+    tint = np.array([1.0, 0.95, 0.85])
+    return srgb_to_linear(np.clip(srgb[..., None] * tint, 0, 1))
+
+
+def encode(lin: np.ndarray) -> np.ndarray:
+    return np.rint(linear_to_srgb(np.clip(lin, 0, 1)) * 255).astype(np.uint8)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(float) - b.astype(float)) ** 2)
+    return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
+
+
+def low_key(h: int = 120, w: int = 160) -> np.ndarray:
+    """A lit subject (ellipse, ordinary exposure) on a near-black background with no detail."""
+    lin = scene(h, w, seed=3)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    inside = (((yy - 0.37) / 0.2) ** 2 + ((xx - 0.5) / 0.16) ** 2) < 1
+    return encode(np.where(inside[..., None], lin, 0.0005))
+
+
+def test_a_very_dark_frame_gets_a_strong_lift() -> None:
+    lin = scene()
+    img = encode(lin * 2.0**-4)
+    res = Restorer().restore(img)
+    assert res.curve.exposure > 2.5  # most of the 4 EV come back
+    assert res.needs_correction and res.mean_gain > 2.5
+    assert luminance(res.image).mean() > 3 * luminance(img).mean()
+    # much closer to the scene than the input (and than the 0.1 default, which cannot lift
+    # this far without folding its curve)
+    truth = encode(lin)
+    assert psnr(res.image, truth) > psnr(img, truth) + 10
+    assert psnr(res.image, truth) > psnr(Restorer(adapt=False).restore(img).image, truth) + 3
+
+
+def test_a_slightly_dark_photo_gets_a_gentle_lift() -> None:
+    lin = scene()
+    img = encode(lin * 2.0**-1)
+    res = Restorer().restore(img)
+    assert 0.1 < res.curve.exposure < 1.0  # some of the 1 EV, not more
+    assert res.needs_correction and 1.05 < res.mean_gain < 2.0
+    truth = encode(lin)
+    assert psnr(res.image, truth) > psnr(img, truth) + 1
+
+
+def test_a_well_exposed_photo_is_left_alone() -> None:
+    img = encode(scene())
+    res = Restorer().restore(img)
+    assert res.curve.exposure == 0.0 and res.curve.amount == 0.0
+    assert not res.needs_correction and res.mean_gain == pytest.approx(1.0, abs=1e-9)
+    assert psnr(res.image, img) > 45
+    # the 0.1 default pulled every block toward mid-grey and changed it visibly
+    assert psnr(Restorer(adapt=False).restore(img).image, img) < 35
+
+
+def test_a_low_key_photo_stays_dark() -> None:
+    img = low_key()
+    res = Restorer().restore(img)
+    assert res.curve.exposure < 0.1 and res.curve.amount < 0.1
+    assert not res.needs_correction
+    assert psnr(res.image, img) > 40
+    background = luminance(img) < 5
+    assert luminance(res.image)[background].mean() < 3
+
+
+def test_a_back_lit_photo_gets_the_excnet_curve() -> None:
+    # bright sky above (1.5 EV up, clipping), a subject below in its shadow (3 EV down)
+    lin = scene(seed=1)
+    lin[:50] *= 2.0**1.5
+    lin[50:] *= 2.0**-3
+    img = encode(lin)
+    res = Restorer().restore(img)
+    assert res.curve.amount > 0.5 and res.curve.exposure < 0.1
+    assert res.needs_correction
+    dark = luminance(img) < 40
+    assert luminance(res.image)[dark].mean() > luminance(img)[dark].mean() + 15
+    # phi is ExCNet's fixed point on the (barely) exposed input
+    x = network_input(fast_base_layer(luminance(img), 3200.0))
+    _, exposed = adapt.decide(x)
+    est = solve_direct(exposed)
+    assert (res.curve.phi_s, res.curve.phi_h) == (est.phi_s, est.phi_h)
+
+
+def test_strength_scales_the_adaptive_result() -> None:
+    img = encode(scene() * 2.0**-3)
+    full = Restorer().restore(img)
+    half = Restorer(strength=0.5).restore(img)
+    assert half.curve.exposure == full.curve.exposure
+    assert half.curve.applied_exposure == pytest.approx(0.5 * full.curve.exposure)
+    assert 1.0 < half.mean_gain < full.mean_gain
+    # applying the saved curve reproduces the result exactly
+    again = Restorer().restore(img, Curve.from_dict(full.curve.to_dict()))
+    np.testing.assert_array_equal(again.image, full.image)
+
+
+def test_adapt_off_is_the_previous_default() -> None:
+    img = make_backlit(96, 128, seed=1)
+    res = Restorer(adapt=False, denoise="off").restore(img)
+    r = Restorer()
+    base = fast_base_layer(luminance(img), 3200.0)
+    est = solve_direct(network_input(base))
+    curve = Curve(est.phi_s, est.phi_h, 1.0, 0.5, monotonic=True)
+    assert res.curve == curve
+    np.testing.assert_array_equal(res.image, apply_gain(img, fast_gain_map(base, curve)))
+    assert r.adapt and not Restorer(faithful=True).adapt
+
+
+def test_faithful_stays_the_paper_bit_for_bit() -> None:
+    """--faithful: eps 800, the raw phi, 0.2 phi_h, no monotonic limit, no adaptive step."""
+    for img in (make_backlit(96, 128, seed=0), encode(scene() * 2.0**-4)):
+        res = Restorer(faithful=True).restore(img)
+        base = fast_base_layer(luminance(img), 800.0)
+        est = solve_direct(network_input(base))
+        curve = Curve(est.phi_s, est.phi_h, 1.0, 0.2, monotonic=False)
+        assert res.curve == curve and (res.curve.exposure, res.curve.amount) == (0.0, 1.0)
+        np.testing.assert_array_equal(res.image, apply_gain(img, fast_gain_map(base, curve)))
+
+
+def test_report_fields_in_the_batch_record(tmp_path) -> None:
+    dark = tmp_path / "dark.png"
+    good = tmp_path / "good.png"
+    write_image(dark, encode(scene() * 2.0**-4))
+    write_image(good, encode(scene()))
+    r = Restorer()
+    recs = {p.stem: restore_file(r, p, tmp_path / f"{p.stem}.out.png") for p in (dark, good)}
+    assert recs["dark"]["needs_correction"] is True and recs["dark"]["mean_gain"] > 2.5
+    assert recs["dark"]["exposure"] > 2.5 and 0 <= recs["dark"]["amount"] <= 1
+    assert recs["good"]["needs_correction"] is False
+    assert recs["good"]["mean_gain"] == pytest.approx(1.0, abs=1e-9)
+    res = r.restore(read_image(dark).pixels)
+    assert recs["dark"]["mean_gain"] == res.mean_gain
+    assert recs["dark"]["exposure"] == res.curve.exposure
+
+
+def test_decision_pieces() -> None:
+    assert adapt.soft_dead_zone(-1.0) == 0.0
+    assert adapt.soft_dead_zone(2 * adapt.DEAD_ZONE) == pytest.approx(adapt.DEAD_ZONE)
+    assert adapt.soft_dead_zone(3.0) == pytest.approx(3.0 - adapt.DEAD_ZONE)
+    flat = np.full((128, 128), 0.5, np.float32)
+    assert adapt.decide_amount(flat) == 0.0
+    half = flat.copy()
+    half[:64] = 0.95  # bright sky
+    half[64:] = 0.15  # dim subject with the same area
+    assert adapt.decide_amount(half) == 1.0
+    assert adapt.decide_exposure(flat) == 0.0
+    assert adapt.decide_exposure(flat * 0.1) > 2.0
+
+
+def test_video_smooths_the_decision_like_phi() -> None:
+    """A jump in the decided exposure is followed smoothly (time constant tau), not in one
+    frame; a cut resets it at once."""
+    targets = iter([(0.5, 0.2, 0.0, 1.0)] + [(0.5, 0.2, 2.0, 0.5)] * 40)
+    guide = TemporalGuide(lambda x, fresh: next(targets), every=1, tau=0.5,
+                          cut_threshold=math.inf)
+    x = np.full((128, 128), 0.3, np.float32)
+    steps = [guide.step(x, i / 30) for i in range(31)]
+    assert (steps[0].exposure, steps[0].amount) == (0.0, 1.0)
+    a = 1 - math.exp(-(1 / 30) / 0.5)
+    assert steps[1].exposure == pytest.approx(2.0 * a)
+    assert steps[1].amount == pytest.approx(1.0 - 0.5 * a)
+    assert np.all(np.diff([s.exposure for s in steps]) > 0)  # a glide, no step
+    assert steps[30].exposure == pytest.approx(2.0 * (1 - (1 - a) ** 30))
+    # a cut jumps straight to the new decision
+    cut = TemporalGuide(lambda x, fresh: (0.5, 0.2, 3.0 if fresh else 0.0, 0.0), every=1)
+    cut.step(x, 0.0)
+    step = cut.step(x * 3, 1 / 30)
+    assert step.cut and step.exposure == 3.0

@@ -1,0 +1,232 @@
+"""Clean lifting (`excnet.denoise`): noise drops where the gain lifts, nothing changes where it
+does not, texture survives, every pixel layout and bit depth, and the switches."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+from conftest import make_backlit
+
+from excnet import Restorer
+from excnet.cli import main
+from excnet.colour import apply_gain, luminance
+from excnet.denoise import lift, noise_level
+from excnet.imageio import read_image, write_image
+from excnet.pipeline import fast_gain_map
+from excnet.tone import IMPROVED
+
+
+def noisy_flat(level: float, sigma: float, shape=(96, 128, 3), dtype=np.uint8,
+               seed: int = 0) -> np.ndarray:
+    """A flat patch at `level` (0..255 scale) with white noise of std `sigma` (same scale)."""
+    rng = np.random.default_rng(seed)
+    top = np.iinfo(dtype).max
+    v = (level + sigma * rng.standard_normal(shape)) * top / 255
+    return np.clip(np.rint(v), 0, top).astype(dtype)
+
+
+def restored(pixels: np.ndarray, g: float, mode: str) -> np.ndarray:
+    gain = np.full(pixels.shape[:2], g, np.float32)
+    return lift(pixels, luminance(pixels), gain, mode).image
+
+
+def centre_std(img: np.ndarray) -> float:
+    """Std over the image centre (away from borders), per channel, averaged; 0..255 scale."""
+    v = img.astype(np.float64) * 255 / np.iinfo(img.dtype).max
+    h, w = img.shape[:2]
+    c = v[h // 4:3 * h // 4, w // 4:3 * w // 4].reshape(-1, 1 if img.ndim == 2 else img.shape[2])
+    return float(c.std(axis=0).mean())
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_flat_noisy_patch_under_large_gain_loses_most_of_its_noise(dtype):
+    dark = noisy_flat(20, 3.0, dtype=dtype)
+    plain = restored(dark, 6.0, "off")
+    clean = restored(dark, 6.0, "auto")
+    assert centre_std(plain) > 15  # 6 x 3 levels
+    assert centre_std(clean) < 0.3 * centre_std(plain)
+    # the level itself is kept
+    assert abs(clean.mean() - plain.mean()) < 0.01 * np.iinfo(dtype).max
+    assert centre_std(restored(dark, 6.0, "strong")) <= centre_std(clean) * 1.05
+
+
+def test_gain_one_leaves_the_patch_untouched():
+    dark = noisy_flat(20, 3.0)
+    np.testing.assert_array_equal(restored(dark, 1.0, "auto"), dark)
+    np.testing.assert_array_equal(restored(dark, 1.0, "strong"), dark)
+
+
+def test_off_is_plain_gain():
+    dark = noisy_flat(30, 2.0)
+    gain = np.linspace(1, 5, dark.shape[1], dtype=np.float32)[None].repeat(dark.shape[0], 0)
+    np.testing.assert_array_equal(lift(dark, luminance(dark), gain, "off").image,
+                                  apply_gain(dark, gain))
+
+
+def test_noise_level_estimates_white_noise():
+    rng = np.random.default_rng(1)
+    y = (40 + 2.5 * rng.standard_normal((400, 600))).astype(np.float32)
+    gain = np.full(y.shape, 4.0, np.float32)
+    assert noise_level(y, gain) == pytest.approx(2.5, rel=0.15)
+    # nothing lifted: nothing to estimate
+    assert noise_level(y, np.ones_like(gain)) == 0.0
+
+
+@pytest.mark.parametrize("kind", ["sinusoid", "edge"])
+def test_texture_under_moderate_gain_keeps_its_contrast(kind):
+    h, w = 96, 128
+    xx = np.arange(w)[None].repeat(h, 0)
+    pattern = 8 * np.sin(2 * np.pi * xx / 8) if kind == "sinusoid" else np.where(xx < w // 2,
+                                                                               -12.0, 12.0)
+    rng = np.random.default_rng(2)
+    grey = 40 + pattern + 1.0 * rng.standard_normal((h, w))
+    img = np.clip(np.rint(grey), 0, 255).astype(np.uint8)[..., None].repeat(3, 2)
+    plain = restored(img, 2.5, "off").astype(float)[..., 1]
+    clean = restored(img, 2.5, "auto").astype(float)[..., 1]
+    if kind == "sinusoid":
+        def amplitude(v: np.ndarray) -> float:
+            return float(np.abs(np.fft.rfft(v.mean(axis=0))[w // 8]))
+        assert amplitude(clean) > 0.9 * amplitude(plain)
+    else:  # the step stays as high and as sharp: two pixels either side of it
+        mid = w // 2
+        step = clean[:, mid + 1:mid + 3].mean() - clean[:, mid - 3:mid - 1].mean()
+        plain_step = plain[:, mid + 1:mid + 3].mean() - plain[:, mid - 3:mid - 1].mean()
+        assert step > 0.9 * plain_step
+
+
+def test_lifted_8bit_ramp_bands_less():
+    """A clean dark 8-bit ramp (steps of one level) lifted 6x: its steps shrink."""
+    h, w = 96, 256
+    img = np.rint(np.tile(np.linspace(10, 20, w), (h, 1))).astype(np.uint8)
+    img = img[..., None].repeat(3, 2)
+
+    def worst_jump(mode: str) -> float:
+        return float(np.abs(np.diff(restored(img, 6.0, mode)[..., 1].mean(axis=0))).max())
+
+    assert worst_jump("off") >= 6.0
+    assert worst_jump("auto") <= 0.5 * worst_jump("off")
+
+
+def test_jpeg_blocks_are_smoothed_where_lifted():
+    """A flat noisy dark patch saved as JPEG q75: under a 6x gain the steps at the 8 x 8 block
+    edges shrink."""
+    import cv2
+
+    flat = noisy_flat(15, 2.0, shape=(128, 128, 3), seed=4)
+    ok, buf = cv2.imencode(".jpg", flat, [cv2.IMWRITE_JPEG_QUALITY, 75])
+    jpeg = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+
+    def block_edges(mode: str) -> float:
+        steps = np.abs(np.diff(restored(jpeg, 6.0, mode)[..., 1].astype(float), axis=1))
+        return float(steps[:, 7::8].mean())
+
+    assert block_edges("auto") < 0.7 * block_edges("off")
+
+
+def test_grey_and_alpha():
+    grey = noisy_flat(20, 3.0, shape=(96, 128))
+    out = restored(grey, 6.0, "auto")
+    assert out.shape == grey.shape and out.dtype == grey.dtype
+    assert centre_std(out) < 0.3 * centre_std(restored(grey, 6.0, "off"))
+    for channels in (1, 2, 4):
+        img = noisy_flat(20, 3.0, shape=(96, 128, channels), dtype=np.uint16)
+        if channels > 1:
+            img[..., -1] = np.arange(128, dtype=np.uint16)[None] * 500
+        out = restored(img, 6.0, "auto")
+        colour = slice(0, max(1, channels - 1))
+        if channels > 1:
+            np.testing.assert_array_equal(out[..., -1], img[..., -1])
+        plain = restored(img, 6.0, "off")
+        assert centre_std(out[..., colour]) < 0.3 * centre_std(plain[..., colour])
+
+
+def test_clean_photo_is_unchanged_within_a_level():
+    """No noise (16 bits, smooth): nothing visible to clean, even where the gain lifts."""
+    img = make_backlit(96, 128, seed=3, dtype=np.uint16)
+    img = np.asarray(img, np.float64)
+    gain = np.full(img.shape[:2], 3.0, np.float32)
+    smooth = np.clip(np.rint(img / 4), 0, 65535).astype(np.uint16)  # dark, still smooth
+    out = lift(smooth, luminance(smooth), gain, "auto", sigma=0.0).image
+    diff = np.abs(out.astype(np.int64) - apply_gain(smooth, gain).astype(np.int64))
+    assert diff.max() <= 257  # one 8-bit level
+
+
+def test_restorer_off_is_the_plain_pipeline_and_faithful_means_off():
+    img = make_backlit(96, 128, seed=1)
+    r = Restorer(denoise="off")
+    res = r.restore(img)
+    base = r._base(img)[0]
+    np.testing.assert_array_equal(res.image, apply_gain(img, fast_gain_map(base, res.curve)))
+    assert Restorer(faithful=True).denoise == "off"
+    assert Restorer().denoise == "auto"
+    np.testing.assert_array_equal(Restorer(faithful=True).restore(img).image,
+                                  Restorer(faithful=True, denoise="off").restore(img).image)
+    with pytest.raises(ValueError, match="denoise"):
+        Restorer(denoise="loud")
+
+
+def test_cli_switch(tmp_path, capsys):
+    dark = noisy_flat(12, 3.0, shape=(120, 160, 3))
+    dark[:, :20] = 200  # something bright, so the curve has a reason to lift the rest
+    src = tmp_path / "dark.png"
+    write_image(src, dark)
+    outs = {}
+    for mode in ("off", "auto"):
+        dst = tmp_path / f"{mode}.png"
+        assert main(["restore", str(src), "-o", str(dst), "--denoise", mode]) == 0
+        outs[mode] = read_image(dst).pixels
+    capsys.readouterr()
+    assert main(["restore", str(src), "-o", str(tmp_path / "j.png"), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["denoise"]["mode"] == "auto" and record["denoise"]["cleaned"] > 0.5
+    # luma noise of independent channel noise: 3 * |(0.299, 0.587, 0.114)|
+    assert record["denoise"]["noise"] == pytest.approx(3.0 * 0.668, rel=0.2)
+    flat = (slice(30, 90), slice(60, 140))
+    assert outs["off"][flat].mean() > 2 * dark[flat].mean()  # it was lifted
+    assert outs["auto"][flat].std() < 0.5 * outs["off"][flat].std()
+    with pytest.raises(SystemExit) as exc:
+        main(["restore", str(src), "--denoise", "loud"])
+    assert exc.value.code == 2
+    assert "denoise" in capsys.readouterr().err
+    assert IMPROVED.chroma == "faithful"  # denoise applies to the default rendering
+
+
+def test_video_refuses_denoise(tmp_path, capsys):
+    """Video frames are not denoised; asking for it is a usage error, not a silent no-op."""
+    assert main(["video", str(tmp_path / "in.mp4"), "--denoise", "auto"]) == 2
+    assert "--denoise" in capsys.readouterr().err
+
+
+def test_service_denoise_field():
+    import warnings
+
+    from excnet import Curve
+    from excnet.imageio import decode_image, encode_image
+    from excnet.service import Settings, create_app
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    dark = noisy_flat(15, 3.0, shape=(96, 128, 3))
+    curve = Curve(1.2, 0.0, highlight_scale=0.5, monotonic=True)
+    with TestClient(create_app(Settings(solver="direct"))) as client:
+        for mode in ("off", "strong", None):
+            data = {k: str(v) for k, v in curve.to_dict().items()}
+            if mode:
+                data["denoise"] = mode
+            r = client.post("/api/v1/apply", params={"response": "json"},
+                            files={"file": ("d.png", encode_image(dark, "PNG"), "image/png")},
+                            data=data)
+            assert r.status_code == 200
+            body = r.json()
+            assert body["denoise"]["mode"] == (mode or "auto")
+            got = decode_image(base64.b64decode(body["image_base64"])).pixels
+            want = Restorer(denoise=mode or "auto").restore(dark, curve).image
+            np.testing.assert_array_equal(got, want)
+        r = client.post("/api/v1/apply", files={"file": ("d.png", encode_image(dark, "PNG"),
+                                                         "image/png")},
+                        data={"phi_s": "1", "denoise": "loud"})
+        assert r.status_code == 422
