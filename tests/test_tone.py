@@ -153,3 +153,23 @@ def test_improved_default_brightens_shadows() -> None:
     dark = img.mean(axis=2) < 40
     assert out[dark].mean() > img[dark].mean() + 10
     assert curve.highlight_scale == 0.5
+
+
+def test_given_curve_is_one_rule_for_cli_and_service() -> None:
+    from dataclasses import replace
+
+    from excnet.tone import FAITHFUL, IMPROVED, BothGiven, given_curve
+
+    def never() -> Curve:
+        raise AssertionError("the saved curve must not be read when both are given")
+
+    with pytest.raises(BothGiven):
+        given_curve(never, 0.5, None, IMPROVED)
+    with pytest.raises(BothGiven):
+        given_curve(never, None, None, IMPROVED, exposure=1.0)
+    assert given_curve(None, None, None, IMPROVED) is None
+    saved = Curve(0.3, 0.1, 0.7, 0.4, exposure=1.5, amount=0.5)
+    assert given_curve(lambda: saved, None, None, IMPROVED) is saved
+    manual = given_curve(None, 0.6, None, IMPROVED, exposure=0.75)
+    assert manual == replace(IMPROVED.curve(0.6, 0.0), exposure=0.75)
+    assert given_curve(None, 0.6, 0.2, FAITHFUL) == FAITHFUL.curve(0.6, 0.2)

@@ -23,6 +23,7 @@ Pure functions on arrays; float colour arrays are (H, W, 3) on the [0, 1] scale.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -75,6 +76,30 @@ FAITHFUL = ToneOptions()
 #: The trial winner on the synthetic set (benchmarks/RESULTS.md): chosen on the tuning half,
 #: better on the held-out half in PSNR, SSIM, CIEDE2000 and lightness-order error.
 IMPROVED = ToneOptions(monotonic="scale", eps=3200.0, highlight_scale=IMPROVED_HIGHLIGHT_SCALE)
+
+
+def given_curve(load_saved: Callable[[], Curve] | None, phi_s: float | None,
+                phi_h: float | None, options: ToneOptions,
+                exposure: float | None = None) -> Curve | None:
+    """The curve a user fixed instead of estimating one, or None to estimate.
+
+    Either a saved curve (`load_saved` reads it) or manual parameters (phi_s / phi_h, and the
+    recorded adaptive exposure), never both: `BothGiven`, checked before anything is read.
+    Manual parameters are rendered with `options`; the caller lays its own controls (strength,
+    highlight scale, ...) over the result. The CLI and the service share this rule.
+    """
+    manual = any(v is not None for v in (phi_s, phi_h, exposure))
+    if manual and load_saved is not None:
+        raise BothGiven("give either saved curve parameters or phi_s/phi_h, not both")
+    if load_saved is not None:
+        return load_saved()
+    if not manual:
+        return None
+    return replace(options.curve(phi_s or 0.0, phi_h or 0.0), exposure=exposure or 0.0)
+
+
+class BothGiven(ValueError):
+    """Saved curve parameters and manual ones were both given."""
 
 
 def base_for(y: np.ndarray, options: ToneOptions = FAITHFUL) -> np.ndarray:

@@ -103,16 +103,13 @@ def given_curve(args: argparse.Namespace) -> Curve | None:
     from dataclasses import replace
 
     from ..curve import Curve
+    from ..tone import BothGiven
+    from ..tone import given_curve as fixed
 
-    manual = any(v is not None for v in (args.phi_s, args.phi_h, args.exposure))
-    if manual and args.params is not None:
-        raise UsageError("give either --params or --phi-s/--phi-h, not both")
     try:
-        if args.params is not None:
-            curve = Curve.load(args.params)
-        elif manual:
-            curve = tone_options(args).curve(args.phi_s or 0.0, args.phi_h or 0.0)
-        else:
+        saved = None if args.params is None else (lambda: Curve.load(args.params))
+        curve = fixed(saved, args.phi_s, args.phi_h, tone_options(args), args.exposure)
+        if curve is None:
             return None
         return replace(curve,
                        strength=curve.strength if args.strength is None else args.strength,
@@ -120,6 +117,8 @@ def given_curve(args: argparse.Namespace) -> Curve | None:
                        else args.highlight_scale,
                        exposure=curve.exposure if args.exposure is None else args.exposure,
                        amount=curve.amount if args.amount is None else args.amount)
+    except BothGiven:
+        raise UsageError("give either --params or --phi-s/--phi-h, not both") from None
     except ValueError as exc:  # a bad file or a non-finite number
         raise UsageError(str(exc)) from None
 

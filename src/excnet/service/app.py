@@ -49,7 +49,7 @@ from ..denoise import DEFAULT_MODE as DEFAULT_DENOISE
 from ..imageio import FORMATS, ImageError, ImageFile, decode_image, encode_image
 from ..imageio.formats import default_output_format
 from ..pipeline import DEFAULT_SOLVER, SOLVERS, Restorer
-from ..tone import IMPROVED
+from ..tone import IMPROVED, BothGiven, given_curve
 from . import context
 from .auth import BearerAuth, Tokens
 from .errors import ApiError, DecodeError, error_response, refuse
@@ -408,21 +408,20 @@ def image_or_json(result: dict, name: str, response: str) -> Response:
 
 
 def _given_curve(params: str | None, phi_s: float | None, phi_h: float | None) -> Curve | None:
-    """The curve fixed by the request (`params` JSON or phi_s/phi_h), as the CLI's given_curve."""
-    manual = phi_s is not None or phi_h is not None
-    if manual and params is not None:
-        raise ApiError(422, "bad_request", "give either params or phi_s/phi_h, not both")
+    """The curve fixed by the request (`params` JSON or phi_s/phi_h), by the CLI's rule."""
+
+    def load() -> Curve:
+        data = json.loads(params)
+        if not isinstance(data, dict):
+            raise ValueError("params must be a JSON object")
+        return Curve.from_dict(data)
+
     try:
-        if params is not None:
-            data = json.loads(params)
-            if not isinstance(data, dict):
-                raise ValueError("params must be a JSON object")
-            return Curve.from_dict(data)
-        if manual:
-            return IMPROVED.curve(phi_s or 0.0, phi_h or 0.0)
-    except (ValueError, json.JSONDecodeError) as exc:
+        return given_curve(None if params is None else load, phi_s, phi_h, IMPROVED)
+    except BothGiven:
+        raise ApiError(422, "bad_request", "give either params or phi_s/phi_h, not both") from None
+    except ValueError as exc:  # json.JSONDecodeError is one too
         raise ApiError(422, "bad_request", f"bad curve parameters: {exc}") from None
-    return None
 
 
 def _format(name: str | None) -> str | None:
