@@ -70,7 +70,7 @@ def test_restore_file_keeps_16_bit_and_records_fields(tmp_path):
     rec = restore_file(Restorer("direct"), src, dst)
     assert rec["status"] == "ok" and rec["error"] is None
     assert set(rec) == {"input", "output", "status", "error", "phi_s", "phi_h", "iterations",
-                        "loss", "seconds"}
+                        "loss", "seconds", "denoise"}
     assert set(rec["seconds"]) == {"decode", "base", "estimate", "apply", "encode", "total"}
     out = read_image(dst).pixels
     assert out.dtype == np.uint16 and out.shape == (48, 64, 3)
