@@ -3,14 +3,14 @@
 Lifting a shadow by a gain g multiplies whatever it holds: sensor noise (luminance and chroma),
 JPEG blocking, and the 1-level steps of 8-bit shadows all grow g times and become visible.
 `lift` applies the gain to a cleaned image where g is large and to the image itself where g is
-near 1, so well-exposed parts (and clean photos) come out exactly as `colour.apply_gain` gives:
+near 1, so well-exposed parts come out exactly as `colour.apply_gain` gives:
 
 * luminance: a self-guided filter (He et al.) on a grid of s x s cells, as in He & Sun's fast
   guided filter: a = var / (var + eps) keeps texture whose local variance is well above eps
   and smooths the rest. eps follows the image's own noise level (estimated here), the 8-bit
   quantisation step, and how much the gain lifts that cell.
-* chrominance (colour minus luma): replaced by a blurred version at the grid's resolution,
-  in proportion to the same lift weight (the eye sees colour at lower resolution than detail).
+* chrominance (colour minus luma): where the filter smooths (weight 1 - a), the clean target's
+  chroma is blurred further (the eye sees colour at lower resolution than detail).
 * the result is kept in floating point until the gain is applied, so smoothed 8-bit shadows
   land on in-between output levels instead of g-level steps.
 
