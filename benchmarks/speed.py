@@ -42,6 +42,7 @@ SIZES = {1: (866, 1155), 12: (3000, 4000), 24: (4240, 5656)}
 #: (label, CLI arguments) of the solver configurations timed through the CLI.
 CONFIGS = (
     ("default (direct)", []),
+    ("default, --denoise off", ["--denoise", "off"]),
     ("excnet small", ["--solver", "excnet", "--arch", "small"]),
     ("excnet reference", ["--solver", "excnet", "--arch", "reference"]),
 )

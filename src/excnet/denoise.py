@@ -3,14 +3,14 @@
 Lifting a shadow by a gain g multiplies whatever it holds: sensor noise (luminance and chroma),
 JPEG blocking, and the 1-level steps of 8-bit shadows all grow g times and become visible.
 `lift` applies the gain to a cleaned image where g is large and to the image itself where g is
-near 1, so well-exposed parts (and clean photos) come out exactly as `colour.apply_gain` gives:
+near 1, so well-exposed parts come out exactly as `colour.apply_gain` gives:
 
 * luminance: a self-guided filter (He et al.) on a grid of s x s cells, as in He & Sun's fast
   guided filter: a = var / (var + eps) keeps texture whose local variance is well above eps
   and smooths the rest. eps follows the image's own noise level (estimated here), the 8-bit
   quantisation step, and how much the gain lifts that cell.
-* chrominance (colour minus luma): replaced by a blurred version at the grid's resolution,
-  in proportion to the same lift weight (the eye sees colour at lower resolution than detail).
+* chrominance (colour minus luma): where the filter smooths (weight 1 - a), the clean target's
+  chroma is blurred further (the eye sees colour at lower resolution than detail).
 * the result is kept in floating point until the gain is applied, so smoothed 8-bit shadows
   land on in-between output levels instead of g-level steps.
 
@@ -170,13 +170,14 @@ def _up(grid: np.ndarray, s: int, rows: slice, cols: slice) -> np.ndarray:
 
 def clean_cells(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, noise_var: float,
                 step_var: float, st: Settings, s: int) -> tuple[np.ndarray, np.ndarray]:
-    """The clean target and its blend weight on the grid of s x s cells, for one image region.
+    """The clean target's share of the output, and its weight, on the grid of s x s cells.
 
     pixels (h, w[, c]) colour channels only, y (h, w) on 0..255, gain (h, w). Returns
-    (target (h/s, w/s[, c]) float32 already multiplied by the gain, in the pixels' units; weight
-    (h/s, w/s) float32 in [0, 1]). With a = var / (var + eps), the self-guided filter is
-    a * y + (1 - a) * T: the weight is 1 - a (box-averaged) and T the local mean, whose chroma
-    is blurred further. eps = luma * noise variance * lift weight: 0 (weight 0) where not lifted.
+    (w * gain * T (h/s, w/s[, c]) float32 in the pixels' units; w (h/s, w/s) float32 in [0, 1]).
+    With a = var / (var + eps), the self-guided filter is a * y + b = (1 - a) * y + w * T: w is
+    1 - a and w * T is b (box-averaged), the local mean's share, with the chroma of the target
+    blurred further. eps = luma * noise variance * lift weight (+ the 8-bit steps' term): 0, so
+    w = 0, where not lifted.
     """
     r = max(1, round(st.window / s))
     k = np.float32(scale_to_255(pixels.dtype))
@@ -190,28 +191,27 @@ def clean_cells(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, noise_var: 
     eps *= np.float32(st.luma * noise_var)
     eps += np.float32(st.steps * step_var)
     eps *= lifted_share(g, st)
-    lifted = eps > 0
-    np.maximum(var, 0.0, out=var)
-    a = var / (var + eps + np.float32(1e-12))
-    a[~lifted] = 1.0
+    np.maximum(var, np.float32(1e-6), out=var)
+    a = var / (var + eps)  # exactly 1 where eps is 0
     b = 1.0 - a
     b *= mean
     weight = 1.0 - _box(a, r)
     np.clip(weight, 0.0, 1.0, out=weight)
-    target = _box(b, r)
-    target /= np.maximum(weight, np.float32(1e-3))  # luma of T (0..255)
+    share = _box(b, r)  # w * T for the luma of T (0..255)
+    g = g * np.float32(1.0 / k)  # a new array: for s = 1, g is the caller's gain itself
     if pixels.ndim == 3 and pixels.shape[2] == 3:
         rgb = _grid(pixels, s, cv2.INTER_LINEAR).astype(np.float32)  # blurred below
-        rgb *= k
+        if k != 1:
+            rgb *= k
         chroma = rgb - cv2.transform(rgb, np.float32([LUMA_WEIGHTS]))[..., None]
         blurred = cv2.GaussianBlur(chroma, (0, 0), st.chroma_blur / s,
                                    borderType=cv2.BORDER_REFLECT)
-        blurred += target[..., None]
-        target = blurred
-        g = g[..., None]
-    target *= g
-    target *= 1.0 / k
-    return target, weight
+        blurred *= weight[..., None]
+        blurred += share[..., None]
+        blurred *= g[..., None]
+        return blurred, weight
+    share *= g
+    return share, weight
 
 
 def lift(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, mode: str = DEFAULT_MODE,
@@ -221,10 +221,10 @@ def lift(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, mode: str = DEFAUL
 
     Returns `Lifted`; its image has the same shape and dtype, alpha untouched. mode "off", and
     every region that the gain does not lift visibly, give exactly `colour.apply_gain(pixels,
-    gain)`. Elsewhere the result is
-    (1 - w) * gain * pixels + w * T, with T the gained clean target of `clean_cells` and w its
-    weight, both upsampled from the grid: the first term is `apply_gain` with a reduced gain, the
-    second an addition, so the cleaning costs about one extra pass over the lifted rows. sigma:
+    gain)`. Elsewhere the result is (1 - w) * gain * pixels + w * gain * T, with T the clean
+    target of `clean_cells` and w its weight, both upsampled from the grid: the first term is
+    `apply_gain` with a reduced gain, the second an addition, so the cleaning costs about one
+    extra pass over the lifted rows. sigma:
     the input's noise std on 0..255 (estimated from the image when None). settings: the mode's
     constants replaced (for trials). reuse_gain: the gain array may be overwritten (saves a copy).
     """
@@ -254,7 +254,6 @@ def lift(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, mode: str = DEFAUL
     target, weight = clean_cells(colour, y[y0:y1, x0:x1], gain[y0:y1, x0:x1], noise_var,
                                  step_var, st, s)
     keep = 1.0 - weight
-    target *= weight if target.ndim == 2 else weight[..., None]
     np.clip(np.rint(target, out=target), 0, np.iinfo(pixels.dtype).max, out=target)
     added = target.astype(pixels.dtype)
     reduced = gain if reuse_gain else gain.copy()

@@ -105,7 +105,8 @@ class Restorer:
     denoise: "auto" (the default) cleans what the gain amplifies (noise, JPEG blocks, 8-bit
     steps) where it lifts, by the image's own noise level (`denoise.lift`); "strong" cleans
     more; "off" applies the gain alone. None takes "off" with the faithful tone (the paper's
-    rendering, bit for bit) and "auto" otherwise. Denoising needs the faithful chroma step.
+    rendering, bit for bit) or a tone whose chroma/clip modes are not the plain ones (denoising
+    needs the faithful chroma step), and "auto" otherwise.
     """
 
     def __init__(self, solver: str = DEFAULT_SOLVER, *, arch: str = "small",
@@ -121,9 +122,10 @@ class Restorer:
             tone = FAITHFUL if faithful else IMPROVED
         if tone.monotonic == "envelope":
             raise ValueError("the 'envelope' monotonic mode is a benchmark trial only")
+        plain = (tone.chroma, tone.clip) == ("faithful", "plain")
         if denoise is None:
-            denoise = "off" if tone == FAITHFUL else "auto"
-        if check_mode(denoise) != "off" and (tone.chroma, tone.clip) != ("faithful", "plain"):
+            denoise = "auto" if plain and tone != FAITHFUL else "off"
+        if check_mode(denoise) != "off" and not plain:
             raise ValueError("denoise needs the faithful chroma step and plain clipping")
         self.denoise = denoise
         self.solver = solver
