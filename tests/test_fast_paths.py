@@ -68,7 +68,7 @@ def test_fast_base_layer_gives_the_same_phi():
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 @pytest.mark.parametrize("layout", ["rgb", "rgba", "grey", "grey_alpha"])
 def test_restorer_fast_path_matches_exact_path(dtype, layout):
-    rgb = make_backlit(360, 480, seed=5, dtype=dtype)
+    rgb = make_backlit(360, 480, seed=5, dtype=dtype) // 4  # dark: the default lifts it
     alpha = np.linspace(0, np.iinfo(dtype).max, 480).astype(dtype)[None].repeat(360, 0)
     pixels = {"rgb": rgb, "rgba": np.dstack([rgb, alpha]), "grey": rgb[..., 1],
               "grey_alpha": np.dstack([rgb[..., 1], alpha])}[layout]
