@@ -37,7 +37,7 @@ HIGH_TARGET = 0.85  # sRGB level the bright end (99.5th percentile) may be lifte
 KEY_TARGET = 0.5  # sRGB level the median may be lifted to
 DEAD_ZONE = 0.5  # EV of deficit left alone (entered quadratically)
 LOWKEY_SPREAD = 2.0  # EV between median and bright end where the low-key fade starts
-BACKLIT_LOW, BACKLIT_HIGH = 0.2, 0.4  # sqrt(bright * dim fractions): no S-curve .. all of it
+BACKLIT_LOW, BACKLIT_HIGH = 0.15, 0.35  # sqrt(bright * dim fractions): no S-curve .. all of it
 BRIGHT, DIM = 0.7, (0.04, 0.3)  # sRGB levels that count as bright background / dim subject
 MAX_EXPOSURE = 6.0
 #: The decision counts as "needs correction" above these (report field).
