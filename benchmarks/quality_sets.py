@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from excnet.colour import linear_to_srgb, srgb_to_linear
 from excnet.imageio import read_image
 
 SIZE = 480
@@ -36,15 +37,6 @@ WELL_PHOTOS = ("brick", "camera", "chelsea", "clock", "coins", "immunohistochemi
                "present", "rocket")
 LOWKEY_REAL = ("hubble", "retina")
 LOWKEY_MADE = ("camera", "chelsea", "present", "rocket")
-
-
-def _srgb_to_linear(v: np.ndarray) -> np.ndarray:
-    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
-
-
-def _linear_to_srgb(v: np.ndarray) -> np.ndarray:
-    v = np.clip(v, 0.0, 1.0)
-    return np.where(v <= 0.0031308, v * 12.92, 1.055 * v ** (1 / 2.4) - 0.055)
 
 
 @dataclass(frozen=True)
@@ -101,7 +93,7 @@ def photos(names: tuple[str, ...], size: int = SIZE) -> dict[str, np.ndarray]:
 
 
 def _encode(lin: np.ndarray) -> np.ndarray:
-    return np.rint(_linear_to_srgb(np.clip(lin, 0, 1)) * 255).astype(np.uint8)
+    return np.rint(linear_to_srgb(np.clip(lin, 0, 1)) * 255).astype(np.uint8)
 
 
 def _noisy(lin: np.ndarray, rng: np.random.Generator, shot: float, floor: float) -> np.ndarray:
@@ -126,7 +118,7 @@ def make_mask(kind: str, h: int, w: int, rng: np.random.Generator) -> np.ndarray
 
 def degrade_backlit(truth: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
     """A back-lit version of an sRGB uint8 photo (see the module docstring)."""
-    lin = _srgb_to_linear(truth / 255.0)
+    lin = srgb_to_linear(truth / 255.0)
     m = make_mask(kind, *truth.shape[:2], rng)[..., None]
     dark, bright = rng.uniform(2, 4), rng.uniform(0.5, 1.5)
     lin = np.clip(lin * (m * 2.0**-dark + (1 - m) * 2.0**bright), 0, 1)
@@ -148,7 +140,7 @@ def _underexposed(stops: tuple[float, ...], shot: float, floor: float, seed: int
     rng = np.random.default_rng(seed)
     out = []
     for i, (name, truth) in enumerate(photos(MILD_PHOTOS, size).items()):
-        lin = _srgb_to_linear(truth / 255.0)
+        lin = srgb_to_linear(truth / 255.0)
         for s in stops:
             low = _encode(_noisy(lin * 2.0**-s, rng, shot, floor))
             out.append(Sample(f"{name}/-{s:g}EV", low, truth, i % 2 == 1))
@@ -180,7 +172,7 @@ def lowkey_set(size: int = SIZE, seed: int = 17) -> list[Sample]:
         cy, cx = rng.uniform(0.4, 0.6) * h / max(h, w), rng.uniform(0.4, 0.6) * w / max(h, w)
         d = np.sqrt(((yy - cy) / 0.22) ** 2 + ((xx - cx) / 0.18) ** 2)
         m = (1 / (1 + np.exp((d - 1) / 0.05)))[..., None]
-        lin = _srgb_to_linear(img / 255.0) * (m + (1 - m) * 2.0**-6)
+        lin = srgb_to_linear(img / 255.0) * (m + (1 - m) * 2.0**-6)
         made = _encode(_noisy(lin, rng, 2e-6, 1e-8))
         out.append(Sample(f"{name}/lowkey", made, made, i % 2 == 1))
     return out

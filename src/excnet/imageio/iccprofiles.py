@@ -11,6 +11,7 @@ from functools import cache
 
 import numpy as np
 
+from ..colour import srgb_to_linear
 from .rawoptions import COLORSPACES
 
 _D50 = np.array([0.9642, 1.0, 0.8249])
@@ -51,7 +52,7 @@ def _curve_tag(transfer: float | str) -> bytes:
     if isinstance(transfer, float):
         return b"curv\0\0\0\0" + struct.pack(">IH", 1, round(transfer * 256)) + b"\0\0"
     x = np.linspace(0.0, 1.0, 1024)
-    y = np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+    y = srgb_to_linear(x)
     table = np.round(y * 65535).astype(">u2").tobytes()
     return b"curv\0\0\0\0" + struct.pack(">I", 1024) + table
 
