@@ -44,7 +44,7 @@ from excnet.metrics import (
     ssim,
 )
 from excnet.solvers import Estimate, solve_direct
-from excnet.tone import FAITHFUL, ToneOptions, apply_tone_gain, base_for, gain_for
+from excnet.tone import FAITHFUL, IMPROVED, ToneOptions, apply_tone_gain, base_for, gain_for
 
 HERE = Path(__file__).resolve().parent
 SIZE = 480
@@ -114,7 +114,7 @@ def restore_with(pixels: np.ndarray, options: ToneOptions = FAITHFUL, *,
     base = base_for(luminance(pixels), options)
     est = estimator(network_input(base))
     curve = options.curve(est.phi_s, est.phi_h)
-    return apply_tone_gain(pixels, gain_for(base, curve, options), options), curve
+    return apply_tone_gain(pixels, gain_for(base, curve, options), options, base), curve
 
 
 def _restorer_row(**options) -> Callable[[np.ndarray], np.ndarray]:
@@ -130,7 +130,8 @@ ROWS: dict[str, Callable[[], Callable[[np.ndarray], np.ndarray]]] = {
     "gamma->0.45": lambda: gamma_to_mean,
     "faithful": lambda: _restorer_row(faithful=True),
     "cnn faithful": lambda: _restorer_row(solver="excnet", faithful=True),
-    "0.1 default": lambda: _restorer_row(adapt=False, **_denoise("off")),
+    "0.1 default": lambda: _restorer_row(adapt=False, tone=replace(IMPROVED, chroma="faithful"),
+                                          **_denoise("off")),
     "adapt only": lambda: _restorer_row(**_denoise("off")),
     "cnn default": lambda: _restorer_row(solver="excnet"),
     "default": lambda: _restorer_row(),

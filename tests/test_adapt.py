@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,11 +12,12 @@ from conftest import make_backlit
 from excnet import Curve, Restorer, adapt
 from excnet.base import fast_base_layer, network_input
 from excnet.batch import restore_file
-from excnet.colour import apply_gain, linear_to_srgb, luminance, srgb_to_linear
+from excnet.colour import apply_gain, exposure_chroma, linear_to_srgb, luminance, srgb_to_linear
 from excnet.imageio import read_image, write_image
 from excnet.pipeline import fast_gain_map
 from excnet.solvers import solve_direct
 from excnet.temporal import TemporalGuide
+from excnet.tone import IMPROVED
 
 
 def scene(h: int = 120, w: int = 160, seed: int = 0) -> np.ndarray:
@@ -121,8 +123,10 @@ def test_strength_scales_the_adaptive_result() -> None:
 
 
 def test_adapt_off_is_the_previous_default() -> None:
+    """adapt off + the faithful chroma step + denoise off: 0.1's default, pixel for pixel."""
     img = make_backlit(96, 128, seed=1)
-    res = Restorer(adapt=False, denoise="off").restore(img)
+    res = Restorer(adapt=False, denoise="off", tone=replace(IMPROVED, chroma="faithful")
+                   ).restore(img)
     r = Restorer()
     base = fast_base_layer(luminance(img), 3200.0)
     est = solve_direct(network_input(base))
@@ -130,6 +134,43 @@ def test_adapt_off_is_the_previous_default() -> None:
     assert res.curve == curve
     np.testing.assert_array_equal(res.image, apply_gain(img, fast_gain_map(base, curve)))
     assert r.adapt and not Restorer(faithful=True).adapt
+
+
+@pytest.mark.parametrize("denoise", ["off", "auto"])
+def test_a_deep_lift_keeps_the_colour_of_a_longer_exposure(denoise: str) -> None:
+    """Lifting a frame 4 EV under brings its colours back as saturated as the scene, not more:
+    the encoded gain alone (0.1's chroma step) overshoots in the sRGB toe."""
+    lin = scene() * np.array([1.0, 0.7, 0.45])  # warm: clearly coloured
+    truth, img = encode(lin), encode(lin * 2.0**-4)
+    res = Restorer(denoise=denoise).restore(img)
+    old = Restorer(denoise=denoise, tone=replace(IMPROVED, chroma="faithful")).restore(img)
+    assert res.curve == old.curve
+
+    def saturation(a: np.ndarray) -> float:  # mean (max - min) / max of the encoded channels
+        a = a.astype(float)
+        return float(np.mean((a.max(-1) - a.min(-1)) / np.maximum(a.max(-1), 1)))
+
+    assert saturation(old.image) > saturation(truth) + 0.1  # the overshoot being fixed
+    assert abs(saturation(res.image) - saturation(truth)) < 0.04
+    assert psnr(res.image, truth) > psnr(old.image, truth) + 1
+    # the luma is the same either way: only the colour offsets are scaled
+    diff = luminance(res.image).mean() - luminance(old.image).mean()
+    assert abs(diff) < 1.0
+
+
+def test_the_colour_gain_is_the_exposure_slope() -> None:
+    """colour.exposure_chroma: 1 without a lift, and the slope of a real exposure otherwise
+    (finite differences of enc(F dec(v)) at the luma)."""
+    b = np.array([0.005, 0.02, 0.1, 0.4])
+    g = np.array([16.0, 6.0, 3.0, 1.5])
+    factor = exposure_chroma(b, g)
+    F = srgb_to_linear(g * b) / srgb_to_linear(b)
+    h = 1e-4
+    slope = (linear_to_srgb(srgb_to_linear(b + h) * F)
+             - linear_to_srgb(srgb_to_linear(b - h) * F)) / (2 * h)
+    np.testing.assert_allclose(factor, slope / g, rtol=1e-3)
+    assert np.all(factor < 1)
+    assert exposure_chroma(np.array([0.3]), np.array([1.0]))[0] == pytest.approx(1.0, abs=1e-12)
 
 
 def test_faithful_stays_the_paper_bit_for_bit() -> None:

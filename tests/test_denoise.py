@@ -191,7 +191,7 @@ def test_cli_switch(tmp_path, capsys):
         main(["restore", str(src), "--denoise", "loud"])
     assert exc.value.code == 2
     assert "denoise" in capsys.readouterr().err
-    assert IMPROVED.chroma == "faithful"  # denoise applies to the default rendering
+    assert IMPROVED.chroma == "exposure"  # denoise applies to the default rendering
 
 
 def test_video_refuses_denoise(tmp_path, capsys):

@@ -22,7 +22,7 @@ def test_the_pipeline_renders_as_the_tone_options_say(options) -> None:
     base = tone.base_for(luminance(img), options)
     est = solve_direct(network_input(base))
     curve = options.curve(est.phi_s, est.phi_h)
-    out = tone.apply_tone_gain(img, tone.gain_for(base, curve, options), options)
+    out = tone.apply_tone_gain(img, tone.gain_for(base, curve, options), options, base)
     ref = Restorer(solver="direct", tone=options, exact=True, adapt=False,
                    denoise="off").restore(img)
     assert ref.curve == curve

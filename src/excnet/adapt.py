@@ -37,6 +37,7 @@ HIGH_TARGET = 0.85  # sRGB level the bright end (99.5th percentile) may be lifte
 KEY_TARGET = 0.5  # sRGB level the median may be lifted to
 DEAD_ZONE = 0.5  # EV of deficit left alone (entered quadratically)
 LOWKEY_SPREAD = 2.0  # EV between median and bright end where the low-key fade starts
+LOWKEY_HEADROOM = 2.0  # EV of headroom up to which a low-key photo counts as exposed on purpose
 BACKLIT_LOW, BACKLIT_HIGH = 0.15, 0.35  # sqrt(bright * dim fractions): no S-curve .. all of it
 BRIGHT, DIM = 0.7, (0.04, 0.3)  # sRGB levels that count as bright background / dim subject
 MAX_EXPOSURE = 6.0
@@ -75,6 +76,8 @@ def decide_exposure(x: np.ndarray) -> float:
     high, median = np.percentile(x, (99.5, 50.0))
     headroom, key = _stops(HIGH_TARGET, high), _stops(KEY_TARGET, median)
     fade = min(max(LOWKEY_SPREAD + 1.0 - (key - headroom), 0.0), 1.0)
+    under = min(max(headroom - LOWKEY_HEADROOM, 0.0), 1.0)  # its bright end is dim too
+    fade = fade + (1.0 - fade) * under
     return min(soft_dead_zone(min(headroom, key)) * fade, MAX_EXPOSURE)
 
 

@@ -26,6 +26,35 @@ def linear_to_srgb(v: np.ndarray) -> np.ndarray:
     return np.where(v <= 0.0031308, v * 12.92, 1.055 * v ** (1 / 2.4) - 0.055)
 
 
+def exposure_chroma(b: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """How much of the colour (R, G, B minus luma) to keep, per unit of gain, so that a luma
+    gain looks like a change of exposure. b: encoded luma in [0, 1]; gain: its gain (same shape).
+
+    Multiplying the encoded channels by the gain keeps their ratios, which is an exposure
+    change only where the sRGB curve is a power law. Near black it is linear, so a very dark
+    pixel lifted that way comes out far more saturated than the same scene exposed longer.
+    An exposure takes encoded v to enc(F dec(v)) with F = dec(g b) / dec(b); its slope at the
+    pixel's luma, over g, is the factor returned (first order in the colour offset), in [0, 1]:
+    1 where nothing is lifted, smaller the deeper in the toe the lift starts.
+    """
+    b = np.clip(np.asarray(b, dtype=np.float64), 0.0, 1.0)
+    g = np.maximum(np.asarray(gain, dtype=np.float64), 1e-6)
+    lin = srgb_to_linear(b)
+    out = srgb_to_linear(np.clip(g * b, 0.0, 1.0))
+    slope_in = np.where(b <= 0.04045, 1 / 12.92, 2.4 / 1.055 * ((b + 0.055) / 1.055) ** 1.4)
+    slope_out = np.where(out <= 0.0031308, 12.92,
+                         1.055 / 2.4 * np.maximum(out, 1e-12) ** (1 / 2.4 - 1))
+    factor = np.where(lin > 0, out / np.maximum(lin, 1e-12), g)
+    return np.clip(factor * slope_in * slope_out / g, 0.0, 1.0)
+
+
+def chroma_gain_map(base: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """The colour offsets' gain, `exposure_chroma` times the gain, for a base layer (H, W) on
+    0..255 and its luma gain (H, W); float32, as `apply_gains` takes it."""
+    b = np.asarray(base, dtype=np.float64) / 255.0
+    return (gain * exposure_chroma(b, gain)).astype(np.float32)
+
+
 def check_pixels(pixels: np.ndarray) -> None:
     """Raise ValueError unless `pixels` is a supported image array."""
     if not isinstance(pixels, np.ndarray):
@@ -85,6 +114,33 @@ def apply_gain(pixels: np.ndarray, gain: np.ndarray) -> np.ndarray:
             g = cv2.merge([g] * n + [np.ones_like(g)] * (channels - n))
         # OpenCV multiplies in floating point and rounds and saturates (clips) in one pass.
         cv2.multiply(np.ascontiguousarray(flat_in[rows]), g, dst=flat_out[rows], dtype=depth)
+    return out
+
+
+def apply_gains(pixels: np.ndarray, gain: np.ndarray, chroma_gain: np.ndarray,
+                y: np.ndarray) -> np.ndarray:
+    """Luma times gain, colour offsets (R, G, B minus luma) times chroma_gain; clip, keep dtype.
+
+    Each channel c becomes chroma_gain * c + (gain - chroma_gain) * Y (Y = `luminance`, on
+    0..255): `apply_gain` when both gains are equal. gain, chroma_gain (H, W) float32; alpha
+    untouched; grey images take the gain alone.
+    """
+    check_pixels(pixels)
+    n = colour_channels(pixels)
+    if n == 1:
+        return apply_gain(pixels, gain)
+    channels = pixels.shape[2]
+    depth = cv2.CV_8U if pixels.dtype == np.uint8 else cv2.CV_16U
+    k = np.float32(1.0 / scale_to_255(pixels.dtype))
+    out = np.empty(pixels.shape, pixels.dtype)
+    for rows in _strips(pixels.shape):
+        a = np.ascontiguousarray(chroma_gain[rows], dtype=np.float32)
+        d = cv2.subtract(np.ascontiguousarray(gain[rows], dtype=np.float32), a)
+        d = cv2.multiply(d, y[rows], scale=float(k))
+        extra = [np.ones_like(a)] * (channels - n), [np.zeros_like(a)] * (channels - n)
+        scaled = cv2.multiply(np.ascontiguousarray(pixels[rows]), cv2.merge([a] * n + extra[0]),
+                              dtype=cv2.CV_32F)
+        cv2.add(scaled, cv2.merge([d] * n + extra[1]), dst=out[rows], dtype=depth)
     return out
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .colour import LUMA_WEIGHTS, apply_gain, colour_channels, scale_to_255
+from .colour import LUMA_WEIGHTS, apply_gain, apply_gains, colour_channels, scale_to_255
 from .defaults import DENOISE_MODES
 
 MODES = DENOISE_MODES
@@ -170,7 +170,8 @@ def _up(grid: np.ndarray, s: int, rows: slice, cols: slice) -> np.ndarray:
 
 
 def clean_cells(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, noise_var: float,
-                step_var: float, st: Settings, s: int) -> tuple[np.ndarray, np.ndarray]:
+                step_var: float, st: Settings, s: int, chroma_gain: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """The clean target's share of the output, and its weight, on the grid of s x s cells.
 
     pixels (h, w[, c]) colour channels only, y (h, w) on 0..255, gain (h, w). Returns
@@ -178,7 +179,8 @@ def clean_cells(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, noise_var: 
     With a = var / (var + eps), the self-guided filter is a * y + b = (1 - a) * y + w * T: w is
     1 - a and w * T is b (box-averaged), the local mean's share, with the chroma of the target
     blurred further. eps = luma * noise variance * lift weight (+ the 8-bit steps' term): 0, so
-    w = 0, where not lifted.
+    w = 0, where not lifted. chroma_gain (h, w): the gain of the colour offsets
+    (`colour.apply_gains`); None: the luma gain.
     """
     r = max(1, round(st.window / s))
     k = np.float32(scale_to_255(pixels.dtype))
@@ -208,6 +210,8 @@ def clean_cells(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, noise_var: 
         blurred = cv2.GaussianBlur(chroma, (0, 0), st.chroma_blur / s,
                                    borderType=cv2.BORDER_REFLECT)
         blurred *= weight[..., None]
+        if chroma_gain is not None:  # keep chroma_gain / gain of the colour
+            blurred *= (_grid(chroma_gain, s, cv2.INTER_NEAREST) / (g * k))[..., None]
         blurred += share[..., None]
         blurred *= g[..., None]
         return blurred, weight
@@ -217,7 +221,7 @@ def clean_cells(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, noise_var: 
 
 def lift(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, mode: str = DEFAULT_MODE,
          sigma: float | None = None, settings: Settings | None = None,
-         reuse_gain: bool = False) -> Lifted:
+         reuse_gain: bool = False, chroma_gain: np.ndarray | None = None) -> Lifted:
     """Apply the per-pixel gain (H, W) to pixels, cleaning what the gain would amplify.
 
     Returns `Lifted`; its image has the same shape and dtype, alpha untouched. mode "off", and
@@ -227,10 +231,17 @@ def lift(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, mode: str = DEFAUL
     `apply_gain` with a reduced gain, the second an addition, so the cleaning costs about one
     extra pass over the lifted rows. sigma:
     the input's noise std on 0..255 (estimated from the image when None). settings: the mode's
-    constants replaced (for trials). reuse_gain: the gain array may be overwritten (saves a copy).
+    constants replaced (for trials). reuse_gain: the gain arrays may be overwritten (saves a
+    copy). chroma_gain (H, W): a separate gain for the colour offsets, as `colour.apply_gains`
+    takes it (then that replaces `apply_gain` above); None: the luma gain for both.
     """
+    def apply(gain: np.ndarray, chroma_gain: np.ndarray | None) -> np.ndarray:
+        if chroma_gain is None:
+            return apply_gain(pixels, gain)
+        return apply_gains(pixels, gain, chroma_gain, y)
+
     if check_mode(mode) == "off":
-        return Lifted(apply_gain(pixels, gain), mode, None, 0.0)
+        return Lifted(apply(gain, chroma_gain), mode, None, 0.0)
     st = settings or SETTINGS[mode]
     if sigma is None:
         sigma = noise_level(y, gain)
@@ -242,7 +253,7 @@ def lift(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, mode: str = DEFAUL
     n = colour_channels(pixels)
     spans = _active_spans(gain, float(np.sqrt(noise_var + step_var)), st)
     if not spans:
-        return Lifted(apply_gain(pixels, gain), mode, sigma, 0.0)
+        return Lifted(apply(gain, chroma_gain), mode, sigma, 0.0)
     # One grid over the spans' bounding box with a margin, so the filters see the same
     # neighbourhood as on the whole image; cells aligned with the image's.
     margin = (3 * max(1, round(st.window / s)) + 2) * s + int(np.ceil(3 * st.chroma_blur))
@@ -253,16 +264,18 @@ def lift(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, mode: str = DEFAUL
     y1, x1 = min(h, y0 + -(-(y1 - y0) // s) * s), min(w, x0 + -(-(x1 - x0) // s) * s)
     colour = pixels[y0:y1, x0:x1] if pixels.ndim == 2 else pixels[y0:y1, x0:x1, :n]
     target, weight = clean_cells(colour, y[y0:y1, x0:x1], gain[y0:y1, x0:x1], noise_var,
-                                 step_var, st, s)
+                                 step_var, st, s,
+                                 None if chroma_gain is None else chroma_gain[y0:y1, x0:x1])
     keep = 1.0 - weight
     np.clip(np.rint(target, out=target), 0, np.iinfo(pixels.dtype).max, out=target)
     added = target.astype(pixels.dtype)
-    reduced = gain if reuse_gain else gain.copy()
+    reduced = [g if reuse_gain else g.copy() for g in (gain, chroma_gain) if g is not None]
     for r0, r1, c0, c1 in spans:
-        part = reduced[r0:r1, c0:c1]
-        cv2.multiply(part, _up(keep, s, slice(r0 - y0, r1 - y0), slice(c0 - x0, c1 - x0)),
-                     dst=part)
-    out = apply_gain(pixels, reduced)
+        kept = _up(keep, s, slice(r0 - y0, r1 - y0), slice(c0 - x0, c1 - x0))
+        for g in reduced:
+            part = g[r0:r1, c0:c1]
+            cv2.multiply(part, kept, dst=part)
+    out = apply(reduced[0], reduced[1] if len(reduced) > 1 else None)
     for r0, r1, c0, c1 in spans:
         more = _up(added, s, slice(r0 - y0, r1 - y0), slice(c0 - x0, c1 - x0))
         if out.ndim == 2 or out.shape[2] == n:

@@ -14,7 +14,7 @@ import numpy as np
 
 from .adapt import Decision, decide
 from .base import base_layer, fast_base_layer, network_input
-from .colour import check_pixels, luminance
+from .colour import apply_gains, check_pixels, chroma_gain_map, exposure_chroma, luminance
 from .curve import Curve, gain, gain_lut
 from .defaults import DEFAULT_SOLVER, SOLVERS
 from .denoise import Lifted, check_mode, lift
@@ -70,14 +70,29 @@ def fast_gain_map(base: np.ndarray, curve: Curve) -> np.ndarray:
     The base layer is quantised to 1/257 of a grey level, which moves the gain by far less
     than one output level.
     """
+    return _look_up(base, [gain_lut(curve, LUT_SIZE)])[0]
+
+
+def fast_gain_maps(base: np.ndarray, curve: Curve) -> tuple[np.ndarray, np.ndarray]:
+    """(`fast_gain_map`, `chroma_gain_map`) through two tables read with one index."""
     lut = gain_lut(curve, LUT_SIZE)
+    grid = np.linspace(0.0, 1.0, LUT_SIZE)
+    chroma = (lut * exposure_chroma(grid, lut)).astype(np.float32)
+    gains, chroma_gains = _look_up(base, [lut, chroma])
+    return gains, chroma_gains
+
+
+def _look_up(base: np.ndarray, luts: list[np.ndarray]) -> list[np.ndarray]:
+    """Each LUT_SIZE-entry table read at the base layer (H, W) on 0..255; float32 maps."""
     to_index = ((LUT_SIZE - 1) / 255.0, 0.0, 0.0, 0.0)
-    gain = np.empty(base.shape, np.float32)
+    maps = [np.empty(base.shape, np.float32) for _ in luts]
     step = max(1, (1 << 18) // max(1, base.shape[1]))  # rows per cache-sized strip
     for r in range(0, base.shape[0], step):
         rows = np.ascontiguousarray(base[r: r + step], dtype=np.float32)
-        np.take(lut, cv2.multiply(rows, to_index, dtype=cv2.CV_16U), out=gain[r: r + step])
-    return gain
+        index = cv2.multiply(rows, to_index, dtype=cv2.CV_16U)
+        for lut, out in zip(luts, maps, strict=True):
+            np.take(lut, index, out=out[r: r + step])
+    return maps
 
 
 class Restorer:
@@ -121,7 +136,7 @@ class Restorer:
             tone = FAITHFUL if faithful else IMPROVED
         if tone.monotonic == "envelope":
             raise ValueError("the 'envelope' monotonic mode is a benchmark trial only")
-        plain = (tone.chroma, tone.clip) == ("faithful", "plain")
+        plain = tone.chroma in ("faithful", "exposure") and tone.clip == "plain"
         if denoise is None:
             denoise = "auto" if plain and tone != FAITHFUL else "off"
         if check_mode(denoise) != "off" and not plain:
@@ -208,16 +223,29 @@ class Restorer:
         mean_gain = float(gain(curve, x[::2, ::2]).mean())  # 64 x 64 samples are plenty
         t2 = time.perf_counter()
         seconds["estimate"] = t2 - t1
-        gains = gain_map(base, curve) if self.exact else fast_gain_map(base, curve)
+        gains, chroma = self._gain_maps(base, curve)
         del base
-        if self.denoise == "off":
-            out, cleaning = apply_tone_gain(image, gains, self.tone), OFF.report()
-        else:
-            lifted = lift(image, y, gains, self.denoise, reuse_gain=True)
+        if self.denoise != "off":
+            lifted = lift(image, y, gains, self.denoise, reuse_gain=True, chroma_gain=chroma)
             out, cleaning = lifted.image, lifted.report()
+        elif chroma is not None:
+            out, cleaning = apply_gains(image, gains, chroma, y), OFF.report()
+        else:
+            out, cleaning = apply_tone_gain(image, gains, self.tone), OFF.report()
         seconds["apply"] = time.perf_counter() - t2
         return Result(out, curve, iterations, loss, converged, seconds,
                       judged.needs_correction, mean_gain, cleaning)
+
+
+    def _gain_maps(self, base: np.ndarray, curve: Curve
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(luma gain, colour-offset gain or None) per pixel of the base layer."""
+        if self.tone.chroma != "exposure":
+            return (gain_map if self.exact else fast_gain_map)(base, curve), None
+        if not self.exact:
+            return fast_gain_maps(base, curve)
+        gains = gain_map(base, curve)
+        return gains, chroma_gain_map(base, gains)
 
 
 def restore(image: np.ndarray, curve: Curve | None = None, **options) -> Result:

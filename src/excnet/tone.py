@@ -8,6 +8,9 @@ luminance gain f(b)/b and clips each channel. The alternatives, each one named f
   the curve says. The encoded gain is not chromaticity-preserving in the sRGB toe (values
   below ~10/255 are linear there, the rest follow a power law), so deep shadows lifted by the
   encoded gain gain saturation; the linear-light gain keeps their chromaticity.
+* chroma "exposure" (the default rendering's): the same correction to first order, cheap
+  enough for the fast path: luma times the gain, colour offsets (RGB minus luma) times the
+  slope of that exposure at the luma (`colour.exposure_chroma`, `colour.apply_gains`).
 * chroma "damped": lift luma by the gain but chroma (RGB minus luma) only by gain^(1 - k).
 * clip "hue": where a channel would leave [0, 1], pull the pixel toward its own luma just
   enough to fit, instead of clipping channels one by one (which shifts hue toward yellow,
@@ -32,15 +35,19 @@ from .base import EPS, RADIUS_FRACTION, base_layer
 from .colour import (
     LUMA_WEIGHTS,
     apply_gain,
+    apply_gains,
     check_pixels,
+    chroma_gain_map,
     colour_channels,
+    exposure_chroma,
     linear_to_srgb,
+    luminance,
     srgb_to_linear,
 )
 from .curve import FAITHFUL_HIGHLIGHT_SCALE, Curve, gain, s_curve
 from .defaults import IMPROVED_HIGHLIGHT_SCALE
 
-CHROMA_MODES = ("faithful", "linear", "damped")
+CHROMA_MODES = ("faithful", "exposure", "linear", "damped")
 CLIP_MODES = ("plain", "hue")
 MONOTONIC_MODES = ("off", "scale", "envelope")
 _GRID = np.linspace(0.0, 1.0, 4097)
@@ -75,7 +82,8 @@ class ToneOptions:
 FAITHFUL = ToneOptions()
 #: The trial winner on the synthetic set (benchmarks/RESULTS.md): chosen on the tuning half,
 #: better on the held-out half in PSNR, SSIM, CIEDE2000 and lightness-order error.
-IMPROVED = ToneOptions(monotonic="scale", eps=3200.0, highlight_scale=IMPROVED_HIGHLIGHT_SCALE)
+IMPROVED = ToneOptions(chroma="exposure", monotonic="scale", eps=3200.0,
+                       highlight_scale=IMPROVED_HIGHLIGHT_SCALE)
 
 
 def given_curve(load_saved: Callable[[], Curve] | None, phi_s: float | None,
@@ -157,6 +165,14 @@ def scale_linear(rgb: np.ndarray, gain: np.ndarray) -> np.ndarray:
     return linear_to_srgb(srgb_to_linear(rgb) * factor[..., None])
 
 
+def scale_exposure(rgb: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """Luma times gain, chroma (RGB minus luma) times gain * `colour.exposure_chroma` at the
+    pixel's own luma. Unclipped."""
+    y = _luma(rgb)
+    g = gain * exposure_chroma(y, gain)
+    return g[..., None] * rgb + ((gain - g) * y)[..., None]
+
+
 def scale_damped(rgb: np.ndarray, gain: np.ndarray, k: float) -> np.ndarray:
     """Luma times gain, chroma (RGB minus luma) times gain ** (1 - k). k = 0 is the faithful step.
 
@@ -184,20 +200,28 @@ def preserve_hue_clip(rgb: np.ndarray) -> np.ndarray:
 
 
 def apply_tone_gain(pixels: np.ndarray, gain: np.ndarray,
-                    options: ToneOptions = FAITHFUL) -> np.ndarray:
+                    options: ToneOptions = FAITHFUL, base: np.ndarray | None = None
+                    ) -> np.ndarray:
     """Apply the luminance gain (H, W) to an image with the options' chroma and clip modes.
 
     Same shape and dtype out, alpha untouched. Grey images are scaled and clipped (chroma and
-    clip modes only matter for colour). The faithful options give exactly `colour.apply_gain`.
+    clip modes only matter for colour). The faithful options give exactly `colour.apply_gain`;
+    chroma "exposure" with plain clipping gives exactly `colour.apply_gains` with the colour
+    gain of the base layer (H, W, 0..255; None: the pixels' luminance), as the pipeline does.
     """
     check_pixels(pixels)
     if colour_channels(pixels) == 1 or (options.chroma == "faithful" and options.clip == "plain"):
         return apply_gain(pixels, gain)
+    if options.chroma == "exposure" and options.clip == "plain":
+        y = luminance(pixels)
+        return apply_gains(pixels, gain, chroma_gain_map(y if base is None else base, gain), y)
     top = np.iinfo(pixels.dtype).max
     rgb = pixels[..., :3].astype(np.float64) / top
     g = gain.astype(np.float64)
     if options.chroma == "linear":
         v = scale_linear(rgb, g)
+    elif options.chroma == "exposure":
+        v = scale_exposure(rgb, g)
     elif options.chroma == "damped":
         v = scale_damped(rgb, g, options.chroma_damping)
     else:
