@@ -233,3 +233,12 @@ def test_video_smooths_the_decision_like_phi() -> None:
     cut.step(x, 0.0)
     step = cut.step(x * 3, 1 / 30)
     assert step.cut and step.exposure == 3.0
+
+
+def test_percentiles_are_numpys() -> None:
+    """adapt's quantiles (np.partition, no numpy.ma import) are np.percentile's, bit for bit."""
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 7, 128 * 128):
+        x = (rng.random(n) ** rng.uniform(0.3, 4)).astype(np.float32)
+        for qs in ((99.5, 50.0), (0.0, 100.0), (12.5,)):
+            assert adapt._percentiles(x, qs) == list(np.percentile(x, qs))

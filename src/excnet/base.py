@@ -14,6 +14,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from . import strips
+
 EPS = 800.0
 RADIUS_FRACTION = 0.04
 INPUT_SIZE = 128
@@ -47,7 +49,7 @@ def guided_filter(y: np.ndarray, radius: int, eps: float = EPS) -> np.ndarray:
     return (_box_mean(a, radius) * img + _box_mean(b, radius)).astype(np.float32)
 
 
-def _reduced(y: np.ndarray, radius: int, eps: float, low_radius: int
+def _reduced(y: np.ndarray, radius: int, eps: float, low_radius: int, threads: int = 1
              ) -> tuple[np.ndarray, np.ndarray, int]:
     """Guided-filter coefficients on a grid of s x s cells: (mean a, mean b) float32, and s.
 
@@ -59,36 +61,63 @@ def _reduced(y: np.ndarray, radius: int, eps: float, low_radius: int
     r_low = max(1, round(((2 * radius + 1) / s - 1) / 2))
     h, w = y.shape
     hp, wp = -(-h // s) * s, -(-w // s) * s
-    img = cv2.copyMakeBorder(np.ascontiguousarray(y, dtype=np.float32), 0, hp - h, 0, wp - w,
-                             cv2.BORDER_REPLICATE)
-    size = (wp // s, hp // s)
-    mean_y = cv2.resize(img, size, interpolation=cv2.INTER_AREA).astype(np.float64)
-    mean_yy = cv2.resize(cv2.multiply(img, img), size, interpolation=cv2.INTER_AREA)
-    mean = _box_mean(mean_y, r_low)
+    mean_y = np.empty((hp // s, wp // s), np.float32)
+    mean_yy = np.empty_like(mean_y)
+
+    def band(rows: slice) -> None:  # rows: a whole number of cells
+        part = np.ascontiguousarray(y[rows], dtype=np.float32)
+        below = rows.start + -(-(rows.stop - rows.start) // s) * s - rows.stop
+        if below or wp != w:
+            part = cv2.copyMakeBorder(part, 0, below, 0, wp - w, cv2.BORDER_REPLICATE)
+        cells = slice(rows.start // s, rows.start // s + part.shape[0] // s)
+        size = (wp // s, part.shape[0] // s)
+        cv2.resize(part, size, dst=mean_y[cells], interpolation=cv2.INTER_AREA)
+        cv2.resize(cv2.multiply(part, part), size, dst=mean_yy[cells],
+                   interpolation=cv2.INTER_AREA)
+
+    strips.each(band, strips.bands(y.shape, multiple=s), threads)
+    mean = _box_mean(mean_y.astype(np.float64), r_low)
     var = _box_mean(mean_yy.astype(np.float64), r_low) - mean * mean
     a = var / (var + eps)
     b = mean - a * mean
     return _box_mean(a, r_low).astype(np.float32), _box_mean(b, r_low).astype(np.float32), s
 
 
+def upsample(grid: np.ndarray, s: int, rows: slice, cols: slice) -> np.ndarray:
+    """Pixels rows x cols of `grid` upsampled bilinearly by the integer s (OpenCV's resize),
+    exactly as upsampling the whole grid would give them: only the cells they need (and one
+    of margin on each side) are upsampled."""
+    if s == 1:
+        return grid[rows, cols]
+    i0, i1 = max(0, rows.start // s - 1), min(grid.shape[0], -(-rows.stop // s) + 1)
+    j0, j1 = max(0, cols.start // s - 1), min(grid.shape[1], -(-cols.stop // s) + 1)
+    part = grid[i0:i1, j0:j1]
+    up = cv2.resize(part, ((j1 - j0) * s, (i1 - i0) * s), interpolation=cv2.INTER_LINEAR)
+    return up[rows.start - i0 * s:rows.stop - i0 * s, cols.start - j0 * s:cols.stop - j0 * s]
+
+
 def fast_guided_filter(y: np.ndarray, radius: int, eps: float = EPS,
-                       low_radius: int = LOW_RADIUS) -> np.ndarray:
+                       low_radius: int = LOW_RADIUS, threads: int = 1) -> np.ndarray:
     """Self-guided filter computed on a reduced grid; float32 (H, W) like `guided_filter`.
 
     He & Sun's "fast guided filter" (arXiv:1505.00996), except that the grid holds the exact
     area means of y and y^2, so the variance keeps the texture finer than a cell (subsampling
     y itself loses it). The coefficients a, b are computed and box-averaged there, upsampled
-    bilinearly, and q = a * y + b is formed at full resolution. Radii up to `low_radius` run
-    the exact filter.
+    bilinearly, and q = a * y + b is formed at full resolution, a band of rows at a time
+    (`strips`; threads: bands at once). Radii up to `low_radius` run the exact filter.
     """
     if radius <= low_radius:
         return guided_filter(y, radius, eps)
-    a, b, s = _reduced(y, radius, eps, low_radius)
-    h, w = y.shape
-    full = (a.shape[1] * s, a.shape[0] * s)
-    q = cv2.resize(a, full, interpolation=cv2.INTER_LINEAR)[:h, :w]
-    q *= y
-    q += cv2.resize(b, full, interpolation=cv2.INTER_LINEAR)[:h, :w]
+    a, b, s = _reduced(y, radius, eps, low_radius, threads)
+    q = np.empty(y.shape, np.float32)
+    cols = slice(0, y.shape[1])
+
+    def band(rows: slice) -> None:
+        out = q[rows]
+        cv2.multiply(upsample(a, s, rows, cols), y[rows], dst=out)
+        cv2.add(out, upsample(b, s, rows, cols), dst=out)
+
+    strips.each(band, strips.bands(y.shape), threads)
     return q
 
 
@@ -99,9 +128,9 @@ def base_layer(y: np.ndarray, eps: float = EPS,
 
 
 def fast_base_layer(y: np.ndarray, eps: float = EPS,
-                    radius_fraction: float = RADIUS_FRACTION) -> np.ndarray:
+                    radius_fraction: float = RADIUS_FRACTION, threads: int = 1) -> np.ndarray:
     """`base_layer` through `fast_guided_filter`: the default restoration path."""
-    return fast_guided_filter(y, radius_for(y.shape, radius_fraction), eps)
+    return fast_guided_filter(y, radius_for(y.shape, radius_fraction), eps, threads=threads)
 
 
 def network_input(base: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:

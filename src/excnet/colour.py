@@ -10,6 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from . import strips
+
 #: Y of YIQ (and of Rec. 601): the luminance the reference trains on.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
@@ -80,8 +82,9 @@ def scale_to_255(dtype: np.dtype) -> float:
     return 255.0 / np.iinfo(dtype).max
 
 
-def luminance(pixels: np.ndarray) -> np.ndarray:
-    """Y = 0.299 R + 0.587 G + 0.114 B on the 0..255 scale, float32 (H, W). Alpha is ignored."""
+def luminance(pixels: np.ndarray, threads: int = 1) -> np.ndarray:
+    """Y = 0.299 R + 0.587 G + 0.114 B on the 0..255 scale, float32 (H, W). Alpha is ignored.
+    threads: bands of rows done at once (`strips.each`)."""
     check_pixels(pixels)
     k = scale_to_255(pixels.dtype)
     if colour_channels(pixels) == 1:
@@ -90,61 +93,70 @@ def luminance(pixels: np.ndarray) -> np.ndarray:
     weights = np.zeros((1, pixels.shape[2]), np.float32)
     weights[0, :3] = [w * k for w in LUMA_WEIGHTS]
     y = np.empty(pixels.shape[:2], np.float32)
-    for rows in _strips(pixels.shape):
+
+    def band(rows: slice) -> None:
         cv2.transform(pixels[rows].astype(np.float32), weights, dst=y[rows])
+
+    strips.each(band, strips.bands(pixels.shape), threads)
     return y
 
 
-def apply_gain(pixels: np.ndarray, gain: np.ndarray) -> np.ndarray:
+def apply_gain(pixels: np.ndarray, gain: np.ndarray, threads: int = 1) -> np.ndarray:
     """Multiply each colour channel by the per-pixel gain (H, W), clip, keep dtype; alpha untouched.
 
     Because YIQ is linear in RGB, scaling Y, I and Q by the same ratio (the reference's
     chrominance step) is exactly this. Rounds half to even, like `np.rint`.
     """
     check_pixels(pixels)
-    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
-    n = colour_channels(pixels)
-    depth = cv2.CV_8U if pixels.dtype == np.uint8 else cv2.CV_16U
     out = np.empty(pixels.shape, pixels.dtype)
-    flat_out = out.reshape(pixels.shape[:2] + ((channels,) if channels > 1 else ()))
-    flat_in = pixels.reshape(flat_out.shape)
-    for rows in _strips(pixels.shape):
-        g = np.ascontiguousarray(gain[rows], dtype=np.float32)
-        if channels > 1:  # alpha channels get a gain of exactly 1
-            g = cv2.merge([g] * n + [np.ones_like(g)] * (channels - n))
-        # OpenCV multiplies in floating point and rounds and saturates (clips) in one pass.
-        cv2.multiply(np.ascontiguousarray(flat_in[rows]), g, dst=flat_out[rows], dtype=depth)
+
+    def band(rows: slice) -> None:
+        apply_band(pixels[rows], gain[rows], None, None, out[rows])
+
+    strips.each(band, strips.bands(pixels.shape), threads)
     return out
 
 
 def apply_gains(pixels: np.ndarray, gain: np.ndarray, chroma_gain: np.ndarray,
-                y: np.ndarray) -> np.ndarray:
+                y: np.ndarray, threads: int = 1) -> np.ndarray:
     """Luma times gain, colour offsets (R, G, B minus luma) times chroma_gain; clip, keep dtype.
 
     Each channel c becomes chroma_gain * c + (gain - chroma_gain) * Y (Y = `luminance`, on
-    0..255): `apply_gain` when both gains are equal. gain, chroma_gain (H, W) float32; alpha
-    untouched; grey images take the gain alone.
+    0..255), the two terms rounded separately (within one level of the exact sum): exactly
+    `apply_gain` where the gains differ by less than a level on the largest colour offset.
+    gain, chroma_gain (H, W) float32; alpha untouched; grey images take the gain alone.
     """
     check_pixels(pixels)
-    n = colour_channels(pixels)
-    if n == 1:
-        return apply_gain(pixels, gain)
-    channels = pixels.shape[2]
-    depth = cv2.CV_8U if pixels.dtype == np.uint8 else cv2.CV_16U
-    k = np.float32(1.0 / scale_to_255(pixels.dtype))
     out = np.empty(pixels.shape, pixels.dtype)
-    for rows in _strips(pixels.shape):
-        a = np.ascontiguousarray(chroma_gain[rows], dtype=np.float32)
-        d = cv2.subtract(np.ascontiguousarray(gain[rows], dtype=np.float32), a)
-        d = cv2.multiply(d, y[rows], scale=float(k))
-        extra = [np.ones_like(a)] * (channels - n), [np.zeros_like(a)] * (channels - n)
-        scaled = cv2.multiply(np.ascontiguousarray(pixels[rows]), cv2.merge([a] * n + extra[0]),
-                              dtype=cv2.CV_32F)
-        cv2.add(scaled, cv2.merge([d] * n + extra[1]), dst=out[rows], dtype=depth)
+
+    def band(rows: slice) -> None:
+        apply_band(pixels[rows], gain[rows], chroma_gain[rows], y[rows], out[rows])
+
+    strips.each(band, strips.bands(pixels.shape), threads)
     return out
 
 
-def _strips(shape: tuple[int, ...], pixels_per_strip: int = 1 << 18) -> list[slice]:
-    """Row ranges of about `pixels_per_strip` pixels: small enough to stay in cache."""
-    step = max(1, pixels_per_strip // max(1, shape[1]))
-    return [slice(r, r + step) for r in range(0, shape[0], step)]
+def apply_band(pixels: np.ndarray, gain: np.ndarray, chroma_gain: np.ndarray | None,
+               y: np.ndarray | None, out: np.ndarray) -> None:
+    """`apply_gain` (chroma_gain None) or `apply_gains` of a band of rows, written into out."""
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    n = colour_channels(pixels)
+    depth = cv2.CV_8U if pixels.dtype == np.uint8 else cv2.CV_16U
+    g = np.ascontiguousarray(gain, dtype=np.float32)
+    d = None
+    if chroma_gain is not None and n == 3:
+        a = np.ascontiguousarray(chroma_gain, dtype=np.float32)
+        d = cv2.subtract(g, a)
+        if cv2.minMaxLoc(d)[1] * np.iinfo(pixels.dtype).max < 0.5:  # < half a level anywhere
+            d = None
+        else:
+            g = a
+    flat = pixels.shape[:2] + ((channels,) if channels > 1 else ())
+    if channels > 1:  # alpha channels get a gain of exactly 1
+        g = cv2.merge([g] * n + [np.ones_like(g)] * (channels - n))
+    # OpenCV multiplies in floating point and rounds and saturates (clips) in one pass.
+    dst = out.reshape(flat)
+    cv2.multiply(np.ascontiguousarray(pixels).reshape(flat), g, dst=dst, dtype=depth)
+    if d is not None:  # + (gain - chroma_gain) * Y on the colour channels
+        d = cv2.multiply(d, y, scale=1.0 / scale_to_255(pixels.dtype), dtype=depth)
+        cv2.add(dst, cv2.merge([d] * n + [np.zeros_like(d)] * (channels - n)), dst=dst)

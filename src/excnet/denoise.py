@@ -25,8 +25,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .colour import LUMA_WEIGHTS, apply_gain, apply_gains, colour_channels, scale_to_255
+from .base import upsample
+from .colour import LUMA_WEIGHTS, colour_channels, scale_to_255
 from .defaults import DENOISE_MODES
+from .gainmap import render
 
 MODES = DENOISE_MODES
 DEFAULT_MODE = "auto"
@@ -62,6 +64,8 @@ class Settings:
 SETTINGS = {"auto": Settings(), "strong": Settings(window=8, luma=8.0, chroma_blur=9.0)}
 #: Lift weights below this leave a region untouched (exactly `apply_gain`).
 MIN_WEIGHT = 0.02
+#: Rows per band of the regions cleaned (`_active_spans`).
+SPAN_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -156,38 +160,26 @@ def _box(img: np.ndarray, r: int) -> np.ndarray:
     return cv2.boxFilter(img, -1, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT)
 
 
-def _up(grid: np.ndarray, s: int, rows: slice, cols: slice) -> np.ndarray:
-    """Pixels rows x cols (relative to the grid's origin) of the grid upsampled bilinearly by s,
-    exactly as upsampling the whole grid would give them: only the cells they need (and one
-    of margin on each side) are upsampled."""
-    if s == 1:
-        return grid[rows, cols]
-    i0, i1 = max(0, rows.start // s - 1), min(grid.shape[0], -(-rows.stop // s) + 1)
-    j0, j1 = max(0, cols.start // s - 1), min(grid.shape[1], -(-cols.stop // s) + 1)
-    part = grid[i0:i1, j0:j1]
-    up = cv2.resize(part, ((j1 - j0) * s, (i1 - i0) * s), interpolation=cv2.INTER_LINEAR)
-    return up[rows.start - i0 * s:rows.stop - i0 * s, cols.start - j0 * s:cols.stop - j0 * s]
-
-
-def clean_cells(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, noise_var: float,
-                step_var: float, st: Settings, s: int, chroma_gain: np.ndarray | None = None
+def clean_cells(pixels: np.ndarray, y: np.ndarray, gain_cells: np.ndarray, noise_var: float,
+                step_var: float, st: Settings, s: int, chroma_cells: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
     """The clean target's share of the output, and its weight, on the grid of s x s cells.
 
-    pixels (h, w[, c]) colour channels only, y (h, w) on 0..255, gain (h, w). Returns
+    pixels (h, w[, c]) colour channels only, y (h, w) on 0..255, gain_cells the gain at each
+    cell's first pixel (gain[::s, ::s]). Returns
     (w * gain * T (h/s, w/s[, c]) float32 in the pixels' units; w (h/s, w/s) float32 in [0, 1]).
     With a = var / (var + eps), the self-guided filter is a * y + b = (1 - a) * y + w * T: w is
     1 - a and w * T is b (box-averaged), the local mean's share, with the chroma of the target
     blurred further. eps = luma * noise variance * lift weight (+ the 8-bit steps' term): 0, so
-    w = 0, where not lifted. chroma_gain (h, w): the gain of the colour offsets
-    (`colour.apply_gains`); None: the luma gain.
+    w = 0, where not lifted. chroma_cells: the gain of the colour offsets (`colour.apply_gains`)
+    sampled likewise; None: the luma gain.
     """
     r = max(1, round(st.window / s))
     k = np.float32(scale_to_255(pixels.dtype))
     mean = _box(_grid(y, s), r)
     var = _box(_grid(cv2.multiply(y, y), s), r)
     var -= mean * mean
-    g = _grid(gain, s, cv2.INTER_NEAREST)  # smooth: one sample per cell is enough
+    g = gain_cells  # smooth: one sample per cell is enough
     # eps = share * (luma * noise_var * visible + steps * step_var): lifted 8-bit steps band
     # in smooth shades however small they were, so they do not wait to be visible as noise.
     eps = np.minimum(g * np.float32(np.sqrt(noise_var + step_var) / st.visible), 1.0)
@@ -210,8 +202,8 @@ def clean_cells(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, noise_var: 
         blurred = cv2.GaussianBlur(chroma, (0, 0), st.chroma_blur / s,
                                    borderType=cv2.BORDER_REFLECT)
         blurred *= weight[..., None]
-        if chroma_gain is not None:  # keep chroma_gain / gain of the colour
-            blurred *= (_grid(chroma_gain, s, cv2.INTER_NEAREST) / (g * k))[..., None]
+        if chroma_cells is not None:  # keep chroma_gain / gain of the colour
+            blurred *= (chroma_cells / (g * k))[..., None]
         blurred += share[..., None]
         blurred *= g[..., None]
         return blurred, weight
@@ -219,29 +211,25 @@ def clean_cells(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, noise_var: 
     return share, weight
 
 
-def lift(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, mode: str = DEFAULT_MODE,
+def lift(pixels: np.ndarray, y: np.ndarray, gain, mode: str = DEFAULT_MODE,  # noqa: ANN001
          sigma: float | None = None, settings: Settings | None = None,
-         reuse_gain: bool = False, chroma_gain: np.ndarray | None = None) -> Lifted:
+         chroma_gain=None, threads: int = 1) -> Lifted:  # noqa: ANN001
     """Apply the per-pixel gain (H, W) to pixels, cleaning what the gain would amplify.
 
     Returns `Lifted`; its image has the same shape and dtype, alpha untouched. mode "off", and
     every region that the gain does not lift visibly, give exactly `colour.apply_gain(pixels,
     gain)`. Elsewhere the result is (1 - w) * gain * pixels + w * gain * T, with T the clean
     target of `clean_cells` and w its weight, both upsampled from the grid: the first term is
-    `apply_gain` with a reduced gain, the second an addition, so the cleaning costs about one
-    extra pass over the lifted rows. sigma:
+    `apply_gain` with a reduced gain, the second an addition, both made band by band as the
+    gain is applied (`gainmap.render`), so the cleaning costs little beyond the grid. sigma:
     the input's noise std on 0..255 (estimated from the image when None). settings: the mode's
-    constants replaced (for trials). reuse_gain: the gain arrays may be overwritten (saves a
-    copy). chroma_gain (H, W): a separate gain for the colour offsets, as `colour.apply_gains`
-    takes it (then that replaces `apply_gain` above); None: the luma gain for both.
+    constants replaced (for trials). gain / chroma_gain: (H, W) arrays or `gainmap` maps;
+    chroma_gain is a separate gain for the colour offsets, as `colour.apply_gains` takes it
+    (then that replaces `apply_gain` above); None: the luma gain for both. threads: bands of
+    rows at once (`strips.each`). The inputs are never modified.
     """
-    def apply(gain: np.ndarray, chroma_gain: np.ndarray | None) -> np.ndarray:
-        if chroma_gain is None:
-            return apply_gain(pixels, gain)
-        return apply_gains(pixels, gain, chroma_gain, y)
-
     if check_mode(mode) == "off":
-        return Lifted(apply(gain, chroma_gain), mode, None, 0.0)
+        return Lifted(render(pixels, y, gain, chroma_gain, threads=threads), mode, None, 0.0)
     st = settings or SETTINGS[mode]
     if sigma is None:
         sigma = noise_level(y, gain)
@@ -253,7 +241,7 @@ def lift(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, mode: str = DEFAUL
     n = colour_channels(pixels)
     spans = _active_spans(gain, float(np.sqrt(noise_var + step_var)), st)
     if not spans:
-        return Lifted(apply(gain, chroma_gain), mode, sigma, 0.0)
+        return Lifted(render(pixels, y, gain, chroma_gain, threads=threads), mode, sigma, 0.0)
     # One grid over the spans' bounding box with a margin, so the filters see the same
     # neighbourhood as on the whole image; cells aligned with the image's.
     margin = (3 * max(1, round(st.window / s)) + 2) * s + int(np.ceil(3 * st.chroma_blur))
@@ -263,33 +251,34 @@ def lift(pixels: np.ndarray, y: np.ndarray, gain: np.ndarray, mode: str = DEFAUL
     x1 = min(w, max(sp[3] for sp in spans) + margin)
     y1, x1 = min(h, y0 + -(-(y1 - y0) // s) * s), min(w, x0 + -(-(x1 - x0) // s) * s)
     colour = pixels[y0:y1, x0:x1] if pixels.ndim == 2 else pixels[y0:y1, x0:x1, :n]
-    target, weight = clean_cells(colour, y[y0:y1, x0:x1], gain[y0:y1, x0:x1], noise_var,
-                                 step_var, st, s,
-                                 None if chroma_gain is None else chroma_gain[y0:y1, x0:x1])
+    cells = (slice(y0, y1, s), slice(x0, x1, s))
+    target, weight = clean_cells(colour, y[y0:y1, x0:x1], np.asarray(gain[cells], np.float32),
+                                 noise_var, step_var, st, s,
+                                 None if chroma_gain is None else chroma_gain[cells])
     keep = 1.0 - weight
     np.clip(np.rint(target, out=target), 0, np.iinfo(pixels.dtype).max, out=target)
     added = target.astype(pixels.dtype)
-    reduced = [g if reuse_gain else g.copy() for g in (gain, chroma_gain) if g is not None]
-    for r0, r1, c0, c1 in spans:
-        kept = _up(keep, s, slice(r0 - y0, r1 - y0), slice(c0 - x0, c1 - x0))
-        for g in reduced:
-            part = g[r0:r1, c0:c1]
-            cv2.multiply(part, kept, dst=part)
-    out = apply(reduced[0], reduced[1] if len(reduced) > 1 else None)
-    for r0, r1, c0, c1 in spans:
-        more = _up(added, s, slice(r0 - y0, r1 - y0), slice(c0 - x0, c1 - x0))
-        if out.ndim == 2 or out.shape[2] == n:
-            region = out[r0:r1, c0:c1]
-            cv2.add(region, more, dst=region)  # saturating, in place
-        elif n == 3:
-            out[r0:r1, c0:c1, :3] = cv2.add(out[r0:r1, c0:c1, :3], more)
-        else:
-            out[r0:r1, c0:c1, 0] = cv2.add(out[r0:r1, c0:c1, 0], more)
+    span_of = {r0: (r0, r1, c0, c1) for r0, r1, c0, c1 in spans}
+
+    def adjust(rows: slice, g: np.ndarray, c: np.ndarray | None
+               ) -> tuple[slice, np.ndarray] | None:
+        span = span_of.get(rows.start // SPAN_ROWS * SPAN_ROWS)
+        if span is None:
+            return None
+        _, _, c0, c1 = span
+        here = slice(rows.start - y0, rows.stop - y0), slice(c0 - x0, c1 - x0)
+        kept = upsample(keep, s, *here)
+        for part in (g, c):
+            if part is not None:
+                cv2.multiply(part[:, c0:c1], kept, dst=part[:, c0:c1])
+        return slice(c0, c1), upsample(added, s, *here)
+
+    out = render(pixels, y, gain, chroma_gain, adjust, threads, align=SPAN_ROWS)
     cleaned = sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in spans) / (h * w)
     return Lifted(out, mode, sigma, cleaned)
 
 
-def _active_spans(gain: np.ndarray, sigma: float, st: Settings, rows: int = 64
+def _active_spans(gain, sigma: float, st: Settings, rows: int = SPAN_ROWS  # noqa: ANN001
                   ) -> list[tuple[int, int, int, int]]:
     """(r0, r1, c0, c1) pixel regions, one per band of `rows` rows, that hold every pixel whose
     lift weight may reach MIN_WEIGHT; bands with none are left out. Decided on a 16-pixel

@@ -9,22 +9,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 
-import cv2
 import numpy as np
 
 from .adapt import Decision, decide
 from .base import base_layer, fast_base_layer, network_input
-from .colour import apply_gains, check_pixels, chroma_gain_map, exposure_chroma, luminance
-from .curve import Curve, gain, gain_lut
+from .colour import check_pixels, chroma_gain_map, luminance
+from .curve import Curve, gain
 from .defaults import DEFAULT_SOLVER, SOLVERS
 from .denoise import Lifted, check_mode, lift
+from .gainmap import ChromaMap, GainMap, render
 from .solvers import RIDGE, Estimate, NetworkSolver, solve_direct
 from .tone import FAITHFUL, IMPROVED, ToneOptions, apply_tone_gain
 
 #: The report of a restoration without clean lifting.
 OFF = Lifted(np.empty(0, np.uint8), "off", None, 0.0)
-#: Entries of the gain look-up table of the fast path: one per 16-bit step of the base layer.
-LUT_SIZE = 65536
 
 
 @dataclass
@@ -65,34 +63,8 @@ def gain_map(base: np.ndarray, curve: Curve) -> np.ndarray:
 
 
 def fast_gain_map(base: np.ndarray, curve: Curve) -> np.ndarray:
-    """`gain_map` through a 65536-entry table (nearest entry, base clipped to 0..255); float32.
-
-    The base layer is quantised to 1/257 of a grey level, which moves the gain by far less
-    than one output level.
-    """
-    return _look_up(base, [gain_lut(curve, LUT_SIZE)])[0]
-
-
-def fast_gain_maps(base: np.ndarray, curve: Curve) -> tuple[np.ndarray, np.ndarray]:
-    """(`fast_gain_map`, `chroma_gain_map`) through two tables read with one index."""
-    lut = gain_lut(curve, LUT_SIZE)
-    grid = np.linspace(0.0, 1.0, LUT_SIZE)
-    chroma = (lut * exposure_chroma(grid, lut)).astype(np.float32)
-    gains, chroma_gains = _look_up(base, [lut, chroma])
-    return gains, chroma_gains
-
-
-def _look_up(base: np.ndarray, luts: list[np.ndarray]) -> list[np.ndarray]:
-    """Each LUT_SIZE-entry table read at the base layer (H, W) on 0..255; float32 maps."""
-    to_index = ((LUT_SIZE - 1) / 255.0, 0.0, 0.0, 0.0)
-    maps = [np.empty(base.shape, np.float32) for _ in luts]
-    step = max(1, (1 << 18) // max(1, base.shape[1]))  # rows per cache-sized strip
-    for r in range(0, base.shape[0], step):
-        rows = np.ascontiguousarray(base[r: r + step], dtype=np.float32)
-        index = cv2.multiply(rows, to_index, dtype=cv2.CV_16U)
-        for lut, out in zip(luts, maps, strict=True):
-            np.take(lut, index, out=out[r: r + step])
-    return maps
+    """`gain_map` through a 65536-entry table (`gainmap.GainMap`, here as a whole array)."""
+    return GainMap.of(base, curve)[...]
 
 
 class Restorer:
@@ -120,7 +92,11 @@ class Restorer:
     steps) where it lifts, by the image's own noise level (`denoise.lift`); "strong" cleans
     more; "off" applies the gain alone. None takes "off" with the faithful tone (the paper's
     rendering, bit for bit) or a tone whose chroma/clip modes are not the plain ones (denoising
-    needs the faithful chroma step), and "auto" otherwise.
+    needs plain clipping), and "auto" otherwise.
+
+    threads: how many threads one restoration may use for its full-resolution passes (bands
+    of rows at once, `excnet.strips`); the pixels are the same for any number. 1 (the
+    default) suits many restorers working side by side; the CLI gives a lone photo every core.
     """
 
     def __init__(self, solver: str = DEFAULT_SOLVER, *, arch: str = "small",
@@ -129,7 +105,7 @@ class Restorer:
                  strength: float = 1.0, highlight_scale: float | None = None,
                  tone: ToneOptions | None = None, faithful: bool = False,
                  adapt: bool | None = None, exact: bool = False,
-                 denoise: str | None = None) -> None:
+                 denoise: str | None = None, threads: int = 1) -> None:
         if solver not in SOLVERS:
             raise ValueError(f"unknown solver {solver!r}; choose from {', '.join(SOLVERS)}")
         if tone is None:
@@ -149,6 +125,7 @@ class Restorer:
         self.strength = strength
         self.highlight_scale = tone.highlight_scale if highlight_scale is None else highlight_scale
         self.exact = exact
+        self.threads = max(1, int(threads))
         self.network = (
             NetworkSolver(arch, init, lr, max_iters, tol, window, ridge, seed)
             if solver == "excnet" else None
@@ -191,9 +168,11 @@ class Restorer:
 
     def _layers(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(luminance (H, W) and its base layer on 0..255, network input (128, 128))."""
-        y = luminance(image)
-        layer = base_layer if self.exact else fast_base_layer
-        base = layer(y, self.tone.eps, self.tone.radius_fraction)
+        y = luminance(image, self.threads)
+        if self.exact:
+            base = base_layer(y, self.tone.eps, self.tone.radius_fraction)
+        else:
+            base = fast_base_layer(y, self.tone.eps, self.tone.radius_fraction, self.threads)
         return y, base, network_input(base)
 
     def curve_for(self, phi_s: float, phi_h: float, decision: Decision | None = None) -> Curve:
@@ -224,28 +203,27 @@ class Restorer:
         t2 = time.perf_counter()
         seconds["estimate"] = t2 - t1
         gains, chroma = self._gain_maps(base, curve)
-        del base
         if self.denoise != "off":
-            lifted = lift(image, y, gains, self.denoise, reuse_gain=True, chroma_gain=chroma)
+            lifted = lift(image, y, gains, self.denoise, chroma_gain=chroma,
+                          threads=self.threads)
             out, cleaning = lifted.image, lifted.report()
-        elif chroma is not None:
-            out, cleaning = apply_gains(image, gains, chroma, y), OFF.report()
+        elif chroma is not None or (self.tone.chroma, self.tone.clip) == ("faithful", "plain"):
+            out, cleaning = render(image, y, gains, chroma, threads=self.threads), OFF.report()
         else:
-            out, cleaning = apply_tone_gain(image, gains, self.tone), OFF.report()
+            out, cleaning = apply_tone_gain(image, gains[...], self.tone), OFF.report()
         seconds["apply"] = time.perf_counter() - t2
         return Result(out, curve, iterations, loss, converged, seconds,
                       judged.needs_correction, mean_gain, cleaning)
 
-
-    def _gain_maps(self, base: np.ndarray, curve: Curve
-                   ) -> tuple[np.ndarray, np.ndarray | None]:
-        """(luma gain, colour-offset gain or None) per pixel of the base layer."""
-        if self.tone.chroma != "exposure":
-            return (gain_map if self.exact else fast_gain_map)(base, curve), None
-        if not self.exact:
-            return fast_gain_maps(base, curve)
-        gains = gain_map(base, curve)
-        return gains, chroma_gain_map(base, gains)
+    def _gain_maps(self, base: np.ndarray, curve: Curve):  # noqa: ANN202
+        """(luma gain, colour-offset gain or None) of every pixel of the base layer: arrays on
+        the exact path, `gainmap` maps (looked up as they are applied) on the fast one."""
+        chroma = self.tone.chroma == "exposure"
+        if self.exact:
+            gains = gain_map(base, curve)
+            return gains, chroma_gain_map(base, gains) if chroma else None
+        gains = GainMap.of(base, curve)
+        return gains, ChromaMap.of(gains, curve) if chroma else None
 
 
 def restore(image: np.ndarray, curve: Curve | None = None, **options) -> Result:

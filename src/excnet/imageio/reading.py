@@ -204,14 +204,18 @@ def decode_image(
             if sniff_format(data) != "TIFF":  # only the name said RAW: a plain TIFF after all
                 raise
             claimed = "TIFF"
-    register_heif()
+    formats = _PIL_OPEN_FORMATS
+    if claimed in (None, "HEIC"):
+        register_heif()
+    else:  # pillow-heif costs 11 ms to import; a file that is not HEIC never needs it
+        formats = tuple(f for f in formats if f != "HEIF")
     # Never accept a partial image; this is Pillow's default, asserted rather than assumed.
     if _PILImageFile.LOAD_TRUNCATED_IMAGES:
         raise ImageError(f"{name}: refusing to decode while PIL LOAD_TRUNCATED_IMAGES is enabled")
     # Warnings (odd metadata, Pillow's bomb *warning* above 89 MP) are left alone on purpose:
     # warnings.catch_warnings() is not thread-safe and a web service decodes in threads.
     try:
-        with Image.open(io.BytesIO(data), formats=_PIL_OPEN_FORMATS) as im:
+        with Image.open(io.BytesIO(data), formats=formats) as im:
             return _decode_opened(im, data, name, max_pixels)
     except ImageError:
         raise

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import secrets
 import stat
 import struct
 import zlib
@@ -64,7 +63,7 @@ def write_image(
 
 def _atomic_write(path: Path, data: bytes, *, overwrite: bool) -> None:
     name = path.name
-    tmp = path.with_name(f".{name}.{secrets.token_hex(4)}.tmp")
+    tmp = path.with_name(f".{name}.{os.urandom(4).hex()}.tmp")
     try:
         # O_EXCL: never clobber; 0o666 lets the umask decide the final permissions.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
