@@ -49,7 +49,7 @@ def guided_filter(y: np.ndarray, radius: int, eps: float = EPS) -> np.ndarray:
     return (_box_mean(a, radius) * img + _box_mean(b, radius)).astype(np.float32)
 
 
-def _reduced(y: np.ndarray, radius: int, eps: float, low_radius: int, threads: int = 1
+def _reduced(y: np.ndarray, radius: int, eps: float, low_radius: int
              ) -> tuple[np.ndarray, np.ndarray, int]:
     """Guided-filter coefficients on a grid of s x s cells: (mean a, mean b) float32, and s.
 
@@ -75,7 +75,8 @@ def _reduced(y: np.ndarray, radius: int, eps: float, low_radius: int, threads: i
         cv2.resize(cv2.multiply(part, part), size, dst=mean_yy[cells],
                    interpolation=cv2.INTER_AREA)
 
-    strips.each(band, strips.bands(y.shape, multiple=s), threads)
+    for rows in strips.bands(y.shape, multiple=s):
+        band(rows)
     mean = _box_mean(mean_y.astype(np.float64), r_low)
     var = _box_mean(mean_yy.astype(np.float64), r_low) - mean * mean
     a = var / (var + eps)
@@ -97,18 +98,18 @@ def upsample(grid: np.ndarray, s: int, rows: slice, cols: slice) -> np.ndarray:
 
 
 def fast_guided_filter(y: np.ndarray, radius: int, eps: float = EPS,
-                       low_radius: int = LOW_RADIUS, threads: int = 1) -> np.ndarray:
+                       low_radius: int = LOW_RADIUS) -> np.ndarray:
     """Self-guided filter computed on a reduced grid; float32 (H, W) like `guided_filter`.
 
     He & Sun's "fast guided filter" (arXiv:1505.00996), except that the grid holds the exact
     area means of y and y^2, so the variance keeps the texture finer than a cell (subsampling
     y itself loses it). The coefficients a, b are computed and box-averaged there, upsampled
     bilinearly, and q = a * y + b is formed at full resolution, a band of rows at a time
-    (`strips`; threads: bands at once). Radii up to `low_radius` run the exact filter.
+    (`strips`). Radii up to `low_radius` run the exact filter.
     """
     if radius <= low_radius:
         return guided_filter(y, radius, eps)
-    a, b, s = _reduced(y, radius, eps, low_radius, threads)
+    a, b, s = _reduced(y, radius, eps, low_radius)
     q = np.empty(y.shape, np.float32)
     cols = slice(0, y.shape[1])
 
@@ -117,7 +118,8 @@ def fast_guided_filter(y: np.ndarray, radius: int, eps: float = EPS,
         cv2.multiply(upsample(a, s, rows, cols), y[rows], dst=out)
         cv2.add(out, upsample(b, s, rows, cols), dst=out)
 
-    strips.each(band, strips.bands(y.shape), threads)
+    for rows in strips.bands(y.shape):
+        band(rows)
     return q
 
 
@@ -128,9 +130,9 @@ def base_layer(y: np.ndarray, eps: float = EPS,
 
 
 def fast_base_layer(y: np.ndarray, eps: float = EPS,
-                    radius_fraction: float = RADIUS_FRACTION, threads: int = 1) -> np.ndarray:
+                    radius_fraction: float = RADIUS_FRACTION) -> np.ndarray:
     """`base_layer` through `fast_guided_filter`: the default restoration path."""
-    return fast_guided_filter(y, radius_for(y.shape, radius_fraction), eps, threads=threads)
+    return fast_guided_filter(y, radius_for(y.shape, radius_fraction), eps)
 
 
 def network_input(base: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:

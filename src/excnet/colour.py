@@ -82,9 +82,8 @@ def scale_to_255(dtype: np.dtype) -> float:
     return 255.0 / np.iinfo(dtype).max
 
 
-def luminance(pixels: np.ndarray, threads: int = 1) -> np.ndarray:
-    """Y = 0.299 R + 0.587 G + 0.114 B on the 0..255 scale, float32 (H, W). Alpha is ignored.
-    threads: bands of rows done at once (`strips.each`)."""
+def luminance(pixels: np.ndarray) -> np.ndarray:
+    """Y = 0.299 R + 0.587 G + 0.114 B on the 0..255 scale, float32 (H, W). Alpha is ignored."""
     check_pixels(pixels)
     k = scale_to_255(pixels.dtype)
     if colour_channels(pixels) == 1:
@@ -93,15 +92,12 @@ def luminance(pixels: np.ndarray, threads: int = 1) -> np.ndarray:
     weights = np.zeros((1, pixels.shape[2]), np.float32)
     weights[0, :3] = [w * k for w in LUMA_WEIGHTS]
     y = np.empty(pixels.shape[:2], np.float32)
-
-    def band(rows: slice) -> None:
+    for rows in strips.bands(pixels.shape):
         cv2.transform(pixels[rows].astype(np.float32), weights, dst=y[rows])
-
-    strips.each(band, strips.bands(pixels.shape), threads)
     return y
 
 
-def apply_gain(pixels: np.ndarray, gain: np.ndarray, threads: int = 1) -> np.ndarray:
+def apply_gain(pixels: np.ndarray, gain: np.ndarray) -> np.ndarray:
     """Multiply each colour channel by the per-pixel gain (H, W), clip, keep dtype; alpha untouched.
 
     Because YIQ is linear in RGB, scaling Y, I and Q by the same ratio (the reference's
@@ -109,16 +105,13 @@ def apply_gain(pixels: np.ndarray, gain: np.ndarray, threads: int = 1) -> np.nda
     """
     check_pixels(pixels)
     out = np.empty(pixels.shape, pixels.dtype)
-
-    def band(rows: slice) -> None:
+    for rows in strips.bands(pixels.shape):
         apply_band(pixels[rows], gain[rows], None, None, out[rows])
-
-    strips.each(band, strips.bands(pixels.shape), threads)
     return out
 
 
 def apply_gains(pixels: np.ndarray, gain: np.ndarray, chroma_gain: np.ndarray,
-                y: np.ndarray, threads: int = 1) -> np.ndarray:
+                y: np.ndarray) -> np.ndarray:
     """Luma times gain, colour offsets (R, G, B minus luma) times chroma_gain; clip, keep dtype.
 
     Each channel c becomes chroma_gain * c + (gain - chroma_gain) * Y (Y = `luminance`, on
@@ -128,11 +121,8 @@ def apply_gains(pixels: np.ndarray, gain: np.ndarray, chroma_gain: np.ndarray,
     """
     check_pixels(pixels)
     out = np.empty(pixels.shape, pixels.dtype)
-
-    def band(rows: slice) -> None:
+    for rows in strips.bands(pixels.shape):
         apply_band(pixels[rows], gain[rows], chroma_gain[rows], y[rows], out[rows])
-
-    strips.each(band, strips.bands(pixels.shape), threads)
     return out
 
 

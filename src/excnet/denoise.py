@@ -213,7 +213,7 @@ def clean_cells(pixels: np.ndarray, y: np.ndarray, gain_cells: np.ndarray, noise
 
 def lift(pixels: np.ndarray, y: np.ndarray, gain, mode: str = DEFAULT_MODE,  # noqa: ANN001
          sigma: float | None = None, settings: Settings | None = None,
-         chroma_gain=None, threads: int = 1) -> Lifted:  # noqa: ANN001
+         chroma_gain=None) -> Lifted:  # noqa: ANN001
     """Apply the per-pixel gain (H, W) to pixels, cleaning what the gain would amplify.
 
     Returns `Lifted`; its image has the same shape and dtype, alpha untouched. mode "off", and
@@ -225,11 +225,11 @@ def lift(pixels: np.ndarray, y: np.ndarray, gain, mode: str = DEFAULT_MODE,  # n
     the input's noise std on 0..255 (estimated from the image when None). settings: the mode's
     constants replaced (for trials). gain / chroma_gain: (H, W) arrays or `gainmap` maps;
     chroma_gain is a separate gain for the colour offsets, as `colour.apply_gains` takes it
-    (then that replaces `apply_gain` above); None: the luma gain for both. threads: bands of
-    rows at once (`strips.each`). The inputs are never modified.
+    (then that replaces `apply_gain` above); None: the luma gain for both. The inputs are
+    never modified.
     """
     if check_mode(mode) == "off":
-        return Lifted(render(pixels, y, gain, chroma_gain, threads=threads), mode, None, 0.0)
+        return Lifted(render(pixels, y, gain, chroma_gain), mode, None, 0.0)
     st = settings or SETTINGS[mode]
     if sigma is None:
         sigma = noise_level(y, gain)
@@ -241,7 +241,7 @@ def lift(pixels: np.ndarray, y: np.ndarray, gain, mode: str = DEFAULT_MODE,  # n
     n = colour_channels(pixels)
     spans = _active_spans(gain, float(np.sqrt(noise_var + step_var)), st)
     if not spans:
-        return Lifted(render(pixels, y, gain, chroma_gain, threads=threads), mode, sigma, 0.0)
+        return Lifted(render(pixels, y, gain, chroma_gain), mode, sigma, 0.0)
     # One grid over the spans' bounding box with a margin, so the filters see the same
     # neighbourhood as on the whole image; cells aligned with the image's.
     margin = (3 * max(1, round(st.window / s)) + 2) * s + int(np.ceil(3 * st.chroma_blur))
@@ -273,7 +273,7 @@ def lift(pixels: np.ndarray, y: np.ndarray, gain, mode: str = DEFAULT_MODE,  # n
                 cv2.multiply(part[:, c0:c1], kept, dst=part[:, c0:c1])
         return slice(c0, c1), upsample(added, s, *here)
 
-    out = render(pixels, y, gain, chroma_gain, adjust, threads, align=SPAN_ROWS)
+    out = render(pixels, y, gain, chroma_gain, adjust, align=SPAN_ROWS)
     cleaned = sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in spans) / (h * w)
     return Lifted(out, mode, sigma, cleaned)
 

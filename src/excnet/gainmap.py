@@ -86,7 +86,7 @@ Adjust = Callable[[slice, np.ndarray, "np.ndarray | None"], "tuple[slice, np.nda
 
 
 def render(pixels: np.ndarray, y: np.ndarray, gains, chroma=None,  # noqa: ANN001
-           adjust: Adjust | None = None, threads: int = 1, align: int = 1) -> np.ndarray:
+           adjust: Adjust | None = None, align: int = 1) -> np.ndarray:
     """`colour.apply_gain` (chroma None) or `colour.apply_gains` of the maps, band by band.
 
     gains / chroma: a `GainMap` / `ChromaMap`, or (H, W) arrays. adjust(rows, g, c) may scale
@@ -119,5 +119,6 @@ def render(pixels: np.ndarray, y: np.ndarray, gains, chroma=None,  # noqa: ANN00
 
     step = max(1, BAND_PIXELS // max(1, pixels.shape[1]))
     step = step - step % align if step >= align else 1 << (step.bit_length() - 1)
-    strips.each(band, strips.bands(pixels.shape, step * pixels.shape[1]), threads)
+    for rows in strips.bands(pixels.shape, step * pixels.shape[1]):
+        band(rows)
     return out

@@ -93,10 +93,6 @@ class Restorer:
     more; "off" applies the gain alone. None takes "off" with the faithful tone (the paper's
     rendering, bit for bit) or a tone whose chroma/clip modes are not the plain ones (denoising
     needs plain clipping), and "auto" otherwise.
-
-    threads: how many threads one restoration may use for its full-resolution passes (bands
-    of rows at once, `excnet.strips`); the pixels are the same for any number. 1 (the
-    default) suits many restorers working side by side; the CLI gives a lone photo every core.
     """
 
     def __init__(self, solver: str = DEFAULT_SOLVER, *, arch: str = "small",
@@ -105,7 +101,7 @@ class Restorer:
                  strength: float = 1.0, highlight_scale: float | None = None,
                  tone: ToneOptions | None = None, faithful: bool = False,
                  adapt: bool | None = None, exact: bool = False,
-                 denoise: str | None = None, threads: int = 1) -> None:
+                 denoise: str | None = None) -> None:
         if solver not in SOLVERS:
             raise ValueError(f"unknown solver {solver!r}; choose from {', '.join(SOLVERS)}")
         if tone is None:
@@ -125,7 +121,6 @@ class Restorer:
         self.strength = strength
         self.highlight_scale = tone.highlight_scale if highlight_scale is None else highlight_scale
         self.exact = exact
-        self.threads = max(1, int(threads))
         self.network = (
             NetworkSolver(arch, init, lr, max_iters, tol, window, ridge, seed)
             if solver == "excnet" else None
@@ -168,11 +163,11 @@ class Restorer:
 
     def _layers(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(luminance (H, W) and its base layer on 0..255, network input (128, 128))."""
-        y = luminance(image, self.threads)
+        y = luminance(image)
         if self.exact:
             base = base_layer(y, self.tone.eps, self.tone.radius_fraction)
         else:
-            base = fast_base_layer(y, self.tone.eps, self.tone.radius_fraction, self.threads)
+            base = fast_base_layer(y, self.tone.eps, self.tone.radius_fraction)
         return y, base, network_input(base)
 
     def curve_for(self, phi_s: float, phi_h: float, decision: Decision | None = None) -> Curve:
@@ -204,11 +199,10 @@ class Restorer:
         seconds["estimate"] = t2 - t1
         gains, chroma = self._gain_maps(base, curve)
         if self.denoise != "off":
-            lifted = lift(image, y, gains, self.denoise, chroma_gain=chroma,
-                          threads=self.threads)
+            lifted = lift(image, y, gains, self.denoise, chroma_gain=chroma)
             out, cleaning = lifted.image, lifted.report()
         elif chroma is not None or (self.tone.chroma, self.tone.clip) == ("faithful", "plain"):
-            out, cleaning = render(image, y, gains, chroma, threads=self.threads), OFF.report()
+            out, cleaning = render(image, y, gains, chroma), OFF.report()
         else:
             out, cleaning = apply_tone_gain(image, gains[...], self.tone), OFF.report()
         seconds["apply"] = time.perf_counter() - t2

@@ -117,10 +117,8 @@ def _develop(raw, options: RawOptions, name: str) -> np.ndarray:  # noqa: ANN001
     table = tone_table(gain, COLORSPACES[options.colorspace][1])
     out = np.empty_like(linear)
 
-    def band(rows: slice) -> None:  # cache-sized bands: 3x faster than one 24 MP look-up
+    for rows in strips.bands(linear.shape, pixels=1 << 16):  # 3x faster than one look-up
         np.take(table, linear[rows], out=out[rows])
-
-    strips.each(band, strips.bands(linear.shape, pixels=1 << 16))
     return out
 
 

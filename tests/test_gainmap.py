@@ -1,0 +1,120 @@
+"""Band-by-band restoration: the gains looked up per band, and the banded passes, give exactly
+the pixels of the whole-image computations they replace."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from conftest import make_backlit
+
+from excnet import Curve, strips
+from excnet.base import _box_mean, fast_guided_filter, upsample
+from excnet.colour import apply_gain, apply_gains, chroma_gain_map, luminance
+from excnet.curve import gain_lut
+from excnet.denoise import lift
+from excnet.gainmap import LUT_SIZE, ChromaMap, GainMap, render
+
+
+def noisy_dark(h: int = 300, w: int = 451, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = make_backlit(h, w, seed=seed).astype(np.float32) * 0.35
+    return np.clip(img + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
+
+
+def test_bands_cover_the_image_once() -> None:
+    for shape, multiple in (((1000, 333), 1), ((97, 4000), 14), ((5, 7), 3)):
+        parts = strips.bands(shape, multiple=multiple)
+        rows = np.concatenate([np.arange(shape[0])[p] for p in parts])
+        np.testing.assert_array_equal(rows, np.arange(shape[0]))
+        assert all((p.stop - p.start) % multiple == 0 for p in parts[:-1])
+
+
+def test_gain_map_reads_like_the_whole_table() -> None:
+    base = luminance(make_backlit(120, 160, seed=3))
+    curve = Curve(0.8, 0.3, exposure=1.2, monotonic=True)
+    lut = gain_lut(curve, LUT_SIZE)
+    whole = lut[np.clip(np.rint(base * ((LUT_SIZE - 1) / 255.0)), 0, LUT_SIZE - 1).astype(int)]
+    gains = GainMap.of(base, curve)
+    np.testing.assert_array_equal(gains[...], whole)
+    np.testing.assert_array_equal(gains[7:50:3, 11::5], whole[7:50:3, 11::5])
+    chroma = ChromaMap.of(gains, curve)
+    expected = chroma_gain_map(base, whole)
+    assert np.abs(chroma[...] - expected).max() < 0.02 * whole.max()  # 8-bit factor table
+    assert np.all(chroma[...] <= whole + 1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("channels", [None, 2, 3, 4])
+def test_render_is_the_whole_image_application(dtype, channels) -> None:
+    rgb = make_backlit(150, 260, seed=1)
+    img = rgb if channels == 3 else (
+        luminance(rgb).astype(np.uint8) if channels is None else
+        np.dstack([luminance(rgb).astype(np.uint8), np.full(rgb.shape[:2], 200, np.uint8)])
+        if channels == 2 else np.dstack([rgb, np.full(rgb.shape[:2], 99, np.uint8)]))
+    if dtype == np.uint16:
+        img = img.astype(np.uint16) * 257
+    y = luminance(img)
+    curve = Curve(0.9, 0.2, exposure=2.0, monotonic=True)
+    gains = GainMap.of(y, curve)
+    chroma = ChromaMap.of(gains, curve)
+    g, c = gains[...], chroma[...]
+    np.testing.assert_array_equal(render(img, y, gains), apply_gain(img, g))
+    np.testing.assert_array_equal(render(img, y, gains, chroma), apply_gains(img, g, c, y))
+    np.testing.assert_array_equal(render(img, y, g, c), apply_gains(img, g, c, y))
+    if channels == 3:  # the colour gain does something here
+        assert not np.array_equal(apply_gains(img, g, c, y), apply_gain(img, g))
+
+
+def test_clean_lifting_is_the_same_with_maps_or_arrays() -> None:
+    img = noisy_dark()
+    y = luminance(img)
+    curve = Curve(0.5, 0.1, exposure=2.5, monotonic=True)
+    gains = GainMap.of(y, curve)
+    chroma = ChromaMap.of(gains, curve)
+    g, c = gains[...], chroma[...]
+    g_before, c_before = g.copy(), c.copy()
+    by_map = lift(img, y, gains, "auto", chroma_gain=chroma)
+    by_array = lift(img, y, g, "auto", chroma_gain=c)
+    assert by_map.cleaned > 0.5  # the cleaning ran
+    np.testing.assert_array_equal(by_map.image, by_array.image)
+    np.testing.assert_array_equal(g, g_before)  # the caller's arrays are left alone
+    np.testing.assert_array_equal(c, c_before)
+
+
+def whole_image_guided_filter(y: np.ndarray, radius: int, eps: float, low: int = 8
+                              ) -> np.ndarray:
+    """The fast guided filter as whole-image passes (the computation before banding)."""
+    s = max(1, (2 * radius + 1) // (2 * low + 1))
+    r_low = max(1, round(((2 * radius + 1) / s - 1) / 2))
+    h, w = y.shape
+    hp, wp = -(-h // s) * s, -(-w // s) * s
+    img = cv2.copyMakeBorder(y, 0, hp - h, 0, wp - w, cv2.BORDER_REPLICATE)
+    size = (wp // s, hp // s)
+    mean_y = cv2.resize(img, size, interpolation=cv2.INTER_AREA).astype(np.float64)
+    mean_yy = cv2.resize(cv2.multiply(img, img), size, interpolation=cv2.INTER_AREA)
+    mean = _box_mean(mean_y, r_low)
+    var = _box_mean(mean_yy.astype(np.float64), r_low) - mean * mean
+    a = var / (var + eps)
+    b = mean - a * mean
+    a, b = _box_mean(a, r_low).astype(np.float32), _box_mean(b, r_low).astype(np.float32)
+    full = (a.shape[1] * s, a.shape[0] * s)
+    q = cv2.resize(a, full, interpolation=cv2.INTER_LINEAR)[:h, :w] * y
+    return q + cv2.resize(b, full, interpolation=cv2.INTER_LINEAR)[:h, :w]
+
+
+@pytest.mark.parametrize("shape", [(301, 457), (1200, 1601), (2000, 700)])
+def test_banded_guided_filter_is_the_whole_image_one(shape) -> None:
+    rng = np.random.default_rng(2)
+    y = cv2.GaussianBlur((rng.random(shape) * 255).astype(np.float32), (0, 0), 2)
+    radius = int(0.04 * min(shape))
+    np.testing.assert_array_equal(fast_guided_filter(y, radius, 3200.0),
+                                  whole_image_guided_filter(y, radius, 3200.0))
+
+
+def test_upsample_of_a_region_is_that_region_of_the_whole() -> None:
+    grid = np.random.default_rng(4).random((9, 13)).astype(np.float32)
+    whole = cv2.resize(grid, (13 * 7, 9 * 7), interpolation=cv2.INTER_LINEAR)
+    for rows, cols in ((slice(0, 63), slice(0, 91)), (slice(5, 40), slice(30, 31)),
+                       (slice(62, 63), slice(3, 90))):
+        np.testing.assert_array_equal(upsample(grid, 7, rows, cols), whole[rows, cols])
