@@ -101,8 +101,14 @@ def run_once(path: Path, out: Path) -> tuple[float, float, int, dict]:
 def speed(work: Path, runs: int) -> None:
     files = speed_files(work)
     rows = []
+    # Interleaved (one run of each file, then the next round), so a slow spell of a shared
+    # machine falls on every row alike.
+    by_file: dict[str, list] = {label: [] for label in files}
+    for _ in range(runs):
+        for label, path in files.items():
+            by_file[label].append(run_once(path, work / "out.jpg"))
     for label, path in files.items():
-        results = [run_once(path, work / "out.jpg") for _ in range(runs)]
+        results = by_file[label]
         walls = [r[0] for r in results]
         stage = {key: statistics.median(r[3]["seconds"][key] for r in results)
                  for key in ("decode", "base", "estimate", "apply", "encode")}

@@ -118,7 +118,7 @@ def fast_guided_filter(y: np.ndarray, radius: int, eps: float = EPS,
         cv2.multiply(upsample(a, s, rows, cols), y[rows], dst=out)
         cv2.add(out, upsample(b, s, rows, cols), dst=out)
 
-    for rows in strips.bands(y.shape):
+    for rows in strips.bands(y.shape, multiple=s):  # whole cells: less upsampling margin
         band(rows)
     return q
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from . import strips
 from .base import upsample
 from .colour import LUMA_WEIGHTS, colour_channels, scale_to_255
 from .defaults import DENOISE_MODES
@@ -143,17 +144,26 @@ def lifted_share(gain: np.ndarray, settings: Settings) -> np.ndarray:
     return np.maximum(share, 0.0, out=share)
 
 
-def _grid(img: np.ndarray, s: int, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
+def _grid(img: np.ndarray, s: int, interpolation: int = cv2.INTER_AREA,
+          square: bool = False) -> np.ndarray:
     """One value per s x s cell (edge replicated to a whole number of cells), same dtype: the
     area mean, or with INTER_LINEAR the mean of the 2 x 2 pixels at the cell's centre (cheaper:
-    it reads a quarter of a 4 x 4 cell) or with INTER_NEAREST one pixel."""
+    it reads a quarter of a 4 x 4 cell). square: of img * img. Made a band of whole cells at a
+    time (each cell depends on its own pixels only), so the padding copies one band, not img."""
     if s == 1:
-        return img
+        return cv2.multiply(img, img) if square else img
     h, w = img.shape[:2]
     hp, wp = -(-h // s) * s, -(-w // s) * s
-    if (hp, wp) != (h, w):
-        img = cv2.copyMakeBorder(img, 0, hp - h, 0, wp - w, cv2.BORDER_REPLICATE)
-    return cv2.resize(img, (wp // s, hp // s), interpolation=interpolation)
+    out = np.empty((hp // s, wp // s) + img.shape[2:], img.dtype)
+    for rows in strips.bands(img.shape, multiple=s):
+        part = cv2.multiply(img[rows], img[rows]) if square else img[rows]
+        below = -(-part.shape[0] // s) * s - part.shape[0]
+        if below or wp != w:
+            part = cv2.copyMakeBorder(part, 0, below, 0, wp - w, cv2.BORDER_REPLICATE)
+        cells = slice(rows.start // s, rows.start // s + part.shape[0] // s)
+        cv2.resize(part, (wp // s, part.shape[0] // s), dst=out[cells],
+                   interpolation=interpolation)
+    return out
 
 
 def _box(img: np.ndarray, r: int) -> np.ndarray:
@@ -177,7 +187,7 @@ def clean_cells(pixels: np.ndarray, y: np.ndarray, gain_cells: np.ndarray, noise
     r = max(1, round(st.window / s))
     k = np.float32(scale_to_255(pixels.dtype))
     mean = _box(_grid(y, s), r)
-    var = _box(_grid(cv2.multiply(y, y), s), r)
+    var = _box(_grid(y, s, square=True), r)
     var -= mean * mean
     g = gain_cells  # smooth: one sample per cell is enough
     # eps = share * (luma * noise_var * visible + steps * step_var): lifted 8-bit steps band
@@ -259,19 +269,24 @@ def lift(pixels: np.ndarray, y: np.ndarray, gain, mode: str = DEFAULT_MODE,  # n
     np.clip(np.rint(target, out=target), 0, np.iinfo(pixels.dtype).max, out=target)
     added = target.astype(pixels.dtype)
     span_of = {r0: (r0, r1, c0, c1) for r0, r1, c0, c1 in spans}
+    upsampled: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # the current span's, once
 
     def adjust(rows: slice, g: np.ndarray, c: np.ndarray | None
                ) -> tuple[slice, np.ndarray] | None:
-        span = span_of.get(rows.start // SPAN_ROWS * SPAN_ROWS)
+        start = rows.start // SPAN_ROWS * SPAN_ROWS
+        span = span_of.get(start)
         if span is None:
             return None
-        _, _, c0, c1 = span
-        here = slice(rows.start - y0, rows.stop - y0), slice(c0 - x0, c1 - x0)
-        kept = upsample(keep, s, *here)
+        r0, r1, c0, c1 = span
+        if start not in upsampled:
+            upsampled.clear()
+            here = slice(r0 - y0, r1 - y0), slice(c0 - x0, c1 - x0)
+            upsampled[start] = upsample(keep, s, *here), upsample(added, s, *here)
+        kept, more = (a[rows.start - r0:rows.stop - r0] for a in upsampled[start])
         for part in (g, c):
             if part is not None:
                 cv2.multiply(part[:, c0:c1], kept, dst=part[:, c0:c1])
-        return slice(c0, c1), upsample(added, s, *here)
+        return slice(c0, c1), more
 
     out = render(pixels, y, gain, chroma_gain, adjust, align=SPAN_ROWS)
     cleaned = sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in spans) / (h * w)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .. import strips
 from .formats import ImageError, format_from_path, normalise_format
 from .metadata import EXIF_HEADER, Metadata, clean_exif, embed
 from .reading import ImageFile, register_heif, short
@@ -193,8 +194,12 @@ def _uint8_table() -> np.ndarray:
 
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
     """uint16 → uint8 as round(x / 257), exact for values that came from 8 bits (x = 257·v);
-    a table lookup (7x faster than the arithmetic at 24 MP)."""
-    return _uint8_table()[arr]
+    a table lookup (7x faster than the arithmetic at 24 MP), in cache-sized bands of rows."""
+    out = np.empty(arr.shape, np.uint8)
+    table = _uint8_table()
+    for rows in strips.bands(arr.shape, pixels=1 << 16):
+        np.take(table, arr[rows], out=out[rows])
+    return out
 
 
 def _encode_pil(
