@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import make_backlit
 
-from excnet import Curve, strips
+from excnet import Curve, gainmap, strips
 from excnet.base import _box_mean, fast_guided_filter, upsample
 from excnet.colour import apply_gain, apply_gains, chroma_gain_map, luminance
 from excnet.curve import gain_lut
@@ -118,3 +118,24 @@ def test_upsample_of_a_region_is_that_region_of_the_whole() -> None:
     for rows, cols in ((slice(0, 63), slice(0, 91)), (slice(5, 40), slice(30, 31)),
                        (slice(62, 63), slice(3, 90))):
         np.testing.assert_array_equal(upsample(grid, 7, rows, cols), whole[rows, cols])
+
+
+@pytest.mark.parametrize("width", [451, 2100])
+def test_clean_lifting_does_not_depend_on_the_band_size(monkeypatch, width) -> None:
+    """Cleaning is decided per block of 64 rows; bands of any size must give the same pixels
+    (a band spanning two blocks once took the first block's columns for both)."""
+    img = noisy_dark(256, width, seed=3)
+    yy, xx = np.mgrid[0:256, 0:width]
+    img[xx > yy * width / 256] = 225  # dark only below a diagonal: each block's span differs
+    y = luminance(img)
+    curve = Curve(0.5, 0.1, exposure=2.5, monotonic=True)
+    gains = GainMap.of(y, curve)
+    chroma = ChromaMap.of(gains, curve)
+    outs = []
+    for pixels in (1 << 10, 1 << 16, 1 << 22):
+        monkeypatch.setattr(gainmap, "BAND_PIXELS", pixels)
+        lifted = lift(img, y, gains, "auto", chroma_gain=chroma)
+        assert 0.2 < lifted.cleaned < 1.0  # some blocks cleaned, not all
+        outs.append(lifted.image)
+    for out in outs[1:]:
+        np.testing.assert_array_equal(out, outs[0])

@@ -91,7 +91,7 @@ def render(pixels: np.ndarray, y: np.ndarray, gains, chroma=None,  # noqa: ANN00
 
     gains / chroma: a `GainMap` / `ChromaMap`, or (H, W) arrays. adjust(rows, g, c) may scale
     the band's gains in place and return (cols, addend) to add (saturating) after the gain;
-    no band crosses a multiple of `align` rows (a power of two). Same shape and dtype out; the
+    every band lies within one block of `align` rows (a power of two). Same shape and dtype out; the
     same pixels as the whole-image functions.
     """
     check_pixels(pixels)
@@ -118,7 +118,8 @@ def render(pixels: np.ndarray, y: np.ndarray, gains, chroma=None,  # noqa: ANN00
                 region[..., 0] = cv2.add(region[..., 0], more)
 
     step = max(1, BAND_PIXELS // max(1, pixels.shape[1]))
-    step = step - step % align if step >= align else 1 << (step.bit_length() - 1)
+    if align > 1:  # within one aligned block: align itself or a power of two below it
+        step = align if step >= align else 1 << (step.bit_length() - 1)
     for rows in strips.bands(pixels.shape, step * pixels.shape[1]):
         band(rows)
     return out
