@@ -91,14 +91,15 @@ def render(pixels: np.ndarray, y: np.ndarray, gains, chroma=None,  # noqa: ANN00
 
     gains / chroma: a `GainMap` / `ChromaMap`, or (H, W) arrays. adjust(rows, g, c) may scale
     the band's gains in place and return (cols, addend) to add (saturating) after the gain;
-    every band lies within one block of `align` rows (a power of two). Same shape and dtype out; the
-    same pixels as the whole-image functions.
+    every band lies within one block of `align` rows (a power of two). Same shape and dtype
+    out; the same pixels as the whole-image functions. The maps given are never modified.
     """
     check_pixels(pixels)
     out = np.empty(pixels.shape, pixels.dtype)
 
     def band(rows: slice) -> None:
-        g = np.array(gains[rows], dtype=np.float32)
+        g = gains[rows]  # a map's look-up is a new array; an array's slice is copied
+        g = g if isinstance(gains, GainMap) else np.array(g, dtype=np.float32)
         if chroma is None:
             c = None
         elif isinstance(chroma, ChromaMap) and isinstance(gains, GainMap):
