@@ -171,7 +171,7 @@ def gain(curve: Curve, b: np.ndarray) -> np.ndarray:
 def gain_lut(curve: Curve, size: int = 4096) -> np.ndarray:
     """`gain` tabulated on a uniform grid of b in [0, 1] (float32).
 
-    The fast restoration path (`pipeline.fast_gain_map`) looks up the nearest of 65536
+    The fast restoration path (`gainmap.GainMap`) looks up the nearest of 65536
     entries, one per 16-bit step of the base layer.
     """
     return gain(curve, np.linspace(0.0, 1.0, size)).astype(np.float32)
