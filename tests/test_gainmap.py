@@ -139,3 +139,21 @@ def test_clean_lifting_does_not_depend_on_the_band_size(monkeypatch, width) -> N
         outs.append(lifted.image)
     for out in outs[1:]:
         np.testing.assert_array_equal(out, outs[0])
+
+
+@pytest.mark.parametrize("denoise", ["off", "auto"])
+def test_restoring_in_place_gives_the_same_pixels(denoise) -> None:
+    from excnet import Restorer
+
+    img = noisy_dark(240, 320, seed=5)
+    r = Restorer(denoise=denoise)
+    copy = img.copy()
+    expected = r.restore(img).image
+    np.testing.assert_array_equal(img, copy)  # the default leaves the input alone
+    res = r.restore(img, in_place=True)
+    assert res.image is img
+    np.testing.assert_array_equal(img, expected)
+    frozen = copy.copy()
+    frozen.setflags(write=False)  # a read-only input is copied, not written
+    np.testing.assert_array_equal(r.restore(frozen, in_place=True).image, expected)
+    np.testing.assert_array_equal(frozen, copy)

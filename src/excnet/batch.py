@@ -227,7 +227,7 @@ def restore_file(restorer: Restorer, src: str | os.PathLike[str], dst: str | os.
     try:
         img = read_file(src, storage_options, raw)
         t1 = time.perf_counter()
-        res = restorer.restore(img.pixels, curve)
+        res = restorer.restore(img.pixels, curve, in_place=True)  # the file's pixels are ours
         t2 = time.perf_counter()
         write_file(dst, res.image, img, quality, overwrite, storage_options)
         t3 = time.perf_counter()

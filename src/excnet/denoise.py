@@ -223,7 +223,7 @@ def clean_cells(pixels: np.ndarray, y: np.ndarray, gain_cells: np.ndarray, noise
 
 def lift(pixels: np.ndarray, y: np.ndarray, gain, mode: str = DEFAULT_MODE,  # noqa: ANN001
          sigma: float | None = None, settings: Settings | None = None,
-         chroma_gain=None) -> Lifted:  # noqa: ANN001
+         chroma_gain=None, out: np.ndarray | None = None) -> Lifted:  # noqa: ANN001
     """Apply the per-pixel gain (H, W) to pixels, cleaning what the gain would amplify.
 
     Returns `Lifted`; its image has the same shape and dtype, alpha untouched. mode "off", and
@@ -235,11 +235,11 @@ def lift(pixels: np.ndarray, y: np.ndarray, gain, mode: str = DEFAULT_MODE,  # n
     the input's noise std on 0..255 (estimated from the image when None). settings: the mode's
     constants replaced (for trials). gain / chroma_gain: (H, W) arrays or `gainmap` maps;
     chroma_gain is a separate gain for the colour offsets, as `colour.apply_gains` takes it
-    (then that replaces `apply_gain` above); None: the luma gain for both. The inputs are
-    never modified.
+    (then that replaces `apply_gain` above); None: the luma gain for both. out: where to
+    write the image (pixels itself is allowed); the other inputs are never modified.
     """
     if check_mode(mode) == "off":
-        return Lifted(render(pixels, y, gain, chroma_gain), mode, None, 0.0)
+        return Lifted(render(pixels, y, gain, chroma_gain, out=out), mode, None, 0.0)
     st = settings or SETTINGS[mode]
     if sigma is None:
         sigma = noise_level(y, gain)
@@ -251,7 +251,7 @@ def lift(pixels: np.ndarray, y: np.ndarray, gain, mode: str = DEFAULT_MODE,  # n
     n = colour_channels(pixels)
     spans = _active_spans(gain, float(np.sqrt(noise_var + step_var)), st)
     if not spans:
-        return Lifted(render(pixels, y, gain, chroma_gain), mode, sigma, 0.0)
+        return Lifted(render(pixels, y, gain, chroma_gain, out=out), mode, sigma, 0.0)
     # One grid over the spans' bounding box with a margin, so the filters see the same
     # neighbourhood as on the whole image; cells aligned with the image's.
     margin = (3 * max(1, round(st.window / s)) + 2) * s + int(np.ceil(3 * st.chroma_blur))
@@ -288,7 +288,7 @@ def lift(pixels: np.ndarray, y: np.ndarray, gain, mode: str = DEFAULT_MODE,  # n
                 cv2.multiply(part[:, c0:c1], kept, dst=part[:, c0:c1])
         return slice(c0, c1), more
 
-    out = render(pixels, y, gain, chroma_gain, adjust, align=SPAN_ROWS)
+    out = render(pixels, y, gain, chroma_gain, adjust, align=SPAN_ROWS, out=out)
     cleaned = sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in spans) / (h * w)
     return Lifted(out, mode, sigma, cleaned)
 

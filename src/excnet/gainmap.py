@@ -86,16 +86,21 @@ Adjust = Callable[[slice, np.ndarray, "np.ndarray | None"], "tuple[slice, np.nda
 
 
 def render(pixels: np.ndarray, y: np.ndarray, gains, chroma=None,  # noqa: ANN001
-           adjust: Adjust | None = None, align: int = 1) -> np.ndarray:
+           adjust: Adjust | None = None, align: int = 1, out: np.ndarray | None = None
+           ) -> np.ndarray:
     """`colour.apply_gain` (chroma None) or `colour.apply_gains` of the maps, band by band.
 
     gains / chroma: a `GainMap` / `ChromaMap`, or (H, W) arrays. adjust(rows, g, c) may scale
     the band's gains in place and return (cols, addend) to add (saturating) after the gain;
     every band lies within one block of `align` rows (a power of two). Same shape and dtype
     out; the same pixels as the whole-image functions. The maps given are never modified.
+    out: where to write (pixels itself is allowed: each band is read before it is written).
     """
     check_pixels(pixels)
-    out = np.empty(pixels.shape, pixels.dtype)
+    if out is None:
+        out = np.empty(pixels.shape, pixels.dtype)
+    elif out.shape != pixels.shape or out.dtype != pixels.dtype:
+        raise ValueError(f"out must be {pixels.dtype} {pixels.shape}, not {out.dtype} {out.shape}")
 
     def band(rows: slice) -> None:
         g = gains[rows]  # a map's look-up is a new array; an array's slice is copied

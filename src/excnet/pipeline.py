@@ -178,8 +178,14 @@ class Restorer:
             return curve
         return replace(curve, exposure=decision.exposure, amount=decision.amount)
 
-    def restore(self, image: np.ndarray, curve: Curve | None = None) -> Result:
-        """Restore one image. With `curve` given, estimation is skipped and that curve applied."""
+    def restore(self, image: np.ndarray, curve: Curve | None = None, *,
+                in_place: bool = False) -> Result:
+        """Restore one image. With `curve` given, estimation is skipped and that curve applied.
+
+        in_place: write the result into `image` itself (the caller gives the input up; a
+        12 MP photo then needs one full-size array less, which a fresh process pays for in
+        page faults). A read-only image, and renderings other than the plain and default
+        ones, are still copied."""
         check_pixels(image)
         seconds: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -198,11 +204,13 @@ class Restorer:
         t2 = time.perf_counter()
         seconds["estimate"] = t2 - t1
         gains, chroma = self._gain_maps(base, curve)
+        into = image if in_place and image.flags.writeable else None
         if self.denoise != "off":
-            lifted = lift(image, y, gains, self.denoise, chroma_gain=chroma)
+            lifted = lift(image, y, gains, self.denoise, chroma_gain=chroma, out=into)
             out, cleaning = lifted.image, lifted.report()
         elif chroma is not None or (self.tone.chroma, self.tone.clip) == ("faithful", "plain"):
-            out, cleaning = render(image, y, gains, chroma), OFF.report()
+            out = render(image, y, gains, chroma, out=into)
+            cleaning = OFF.report()
         else:
             out, cleaning = apply_tone_gain(image, gains[...], self.tone), OFF.report()
         seconds["apply"] = time.perf_counter() - t2
