@@ -115,11 +115,11 @@ def _develop(raw, options: RawOptions, name: str) -> np.ndarray:  # noqa: ANN001
     if linear.ndim != 3 or linear.shape[2] != 3 or 0 in linear.shape:
         raise ImageError(f"{name}: zero-sized image after developing (shape {linear.shape})")
     table = tone_table(gain, COLORSPACES[options.colorspace][1])
-    out = np.empty_like(linear)
-
-    for rows in strips.bands(linear.shape, pixels=1 << 16):  # 3x faster than one look-up
-        np.take(table, linear[rows], out=out[rows])
-    return out
+    # In place, a band at a time: 3x faster than one look-up, and no second 144 MB array
+    # (at 24 MP) to fault in.
+    for rows in strips.bands(linear.shape, pixels=1 << 16):
+        np.take(table, linear[rows], out=linear[rows])
+    return linear
 
 
 @cache
