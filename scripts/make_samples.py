@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image
 from skimage import data as skdata
 
+from excnet.colour import linear_to_srgb, srgb_to_linear
 from excnet.imageio import ImageFile, read_image, write_image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,15 +80,6 @@ SAMPLES: tuple[Sample, ...] = (
         seed=4,
     ),
 )
-
-
-def srgb_to_linear(x: np.ndarray) -> np.ndarray:
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
 
 
 def resize_long_side(img: np.ndarray, long_side: int) -> np.ndarray:
