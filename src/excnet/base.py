@@ -11,6 +11,8 @@ level of it at a twentieth of the cost on a 12 MP photo.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import cv2
 import numpy as np
 
@@ -59,29 +61,57 @@ def _reduced(y: np.ndarray, radius: int, eps: float, low_radius: int
     """
     s = max(1, (2 * radius + 1) // (2 * low_radius + 1))
     r_low = max(1, round(((2 * radius + 1) / s - 1) / 2))
-    h, w = y.shape
-    hp, wp = -(-h // s) * s, -(-w // s) * s
-    mean_y = np.empty((hp // s, wp // s), np.float32)
-    mean_yy = np.empty_like(mean_y)
-
-    def band(rows: slice) -> None:  # rows: a whole number of cells
-        part = np.ascontiguousarray(y[rows], dtype=np.float32)
-        below = rows.start + -(-(rows.stop - rows.start) // s) * s - rows.stop
-        if below or wp != w:
-            part = cv2.copyMakeBorder(part, 0, below, 0, wp - w, cv2.BORDER_REPLICATE)
-        cells = slice(rows.start // s, rows.start // s + part.shape[0] // s)
-        size = (wp // s, part.shape[0] // s)
-        cv2.resize(part, size, dst=mean_y[cells], interpolation=cv2.INTER_AREA)
-        cv2.resize(cv2.multiply(part, part), size, dst=mean_yy[cells],
-                   interpolation=cv2.INTER_AREA)
-
-    for rows in strips.bands(y.shape, multiple=s):
-        band(rows)
+    mean_y, mean_yy = cell_moments(y, s)
     mean = _box_mean(mean_y.astype(np.float64), r_low)
     var = _box_mean(mean_yy.astype(np.float64), r_low) - mean * mean
     a = var / (var + eps)
     b = mean - a * mean
     return _box_mean(a, r_low).astype(np.float32), _box_mean(b, r_low).astype(np.float32), s
+
+
+def _cell_bands(img: np.ndarray, s: int) -> Iterator[tuple[slice, np.ndarray]]:
+    """(grid rows, pixels) for each band of whole s x s cells of img, the band's pixels padded
+    to whole cells by replicating the edge (a band at a time: the padding copies one band)."""
+    h, w = img.shape[:2]
+    wp = -(-w // s) * s
+    for rows in strips.bands(img.shape, multiple=s):
+        part = np.ascontiguousarray(img[rows])
+        below = -(-part.shape[0] // s) * s - part.shape[0]
+        if below or wp != w:
+            part = cv2.copyMakeBorder(part, 0, below, 0, wp - w, cv2.BORDER_REPLICATE)
+        yield slice(rows.start // s, rows.start // s + part.shape[0] // s), part
+
+
+def _grid_shape(img: np.ndarray, s: int) -> tuple[int, ...]:
+    return (-(-img.shape[0] // s), -(-img.shape[1] // s)) + img.shape[2:]
+
+
+def cell_grid(img: np.ndarray, s: int, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
+    """One value per s x s cell (edge replicated to a whole number of cells), same dtype: the
+    area mean, or with INTER_LINEAR the mean of the 2 x 2 pixels at the cell's centre (cheaper:
+    it reads a quarter of a 4 x 4 cell). Each cell depends on its own pixels only."""
+    if s == 1:
+        return img
+    out = np.empty(_grid_shape(img, s), img.dtype)
+    for cells, part in _cell_bands(img, s):
+        cv2.resize(part, (out.shape[1], part.shape[0] // s), dst=out[cells],
+                   interpolation=interpolation)
+    return out
+
+
+def cell_moments(y: np.ndarray, s: int) -> tuple[np.ndarray, np.ndarray]:
+    """Area means of y and of y * y (H, W) over s x s cells, edge replicated; float32, in one
+    pass over y (the grid statistics of the guided filters here and in `denoise`)."""
+    y = np.asarray(y, dtype=np.float32)
+    if s == 1:
+        return y, cv2.multiply(y, y)
+    mean, mean_sq = np.empty(_grid_shape(y, s), np.float32), np.empty(_grid_shape(y, s), np.float32)
+    for cells, part in _cell_bands(y, s):
+        size = (mean.shape[1], part.shape[0] // s)
+        cv2.resize(part, size, dst=mean[cells], interpolation=cv2.INTER_AREA)
+        cv2.resize(cv2.multiply(part, part), size, dst=mean_sq[cells],
+                   interpolation=cv2.INTER_AREA)
+    return mean, mean_sq
 
 
 def upsample(grid: np.ndarray, s: int, rows: slice, cols: slice) -> np.ndarray:

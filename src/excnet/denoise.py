@@ -25,8 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from . import strips
-from .base import upsample
+from .base import cell_grid, cell_moments, upsample
 from .colour import LUMA_WEIGHTS, colour_channels, scale_to_255
 from .defaults import DENOISE_MODES
 from .gainmap import render
@@ -144,28 +143,6 @@ def lifted_share(gain: np.ndarray, settings: Settings) -> np.ndarray:
     return np.maximum(share, 0.0, out=share)
 
 
-def _grid(img: np.ndarray, s: int, interpolation: int = cv2.INTER_AREA,
-          square: bool = False) -> np.ndarray:
-    """One value per s x s cell (edge replicated to a whole number of cells), same dtype: the
-    area mean, or with INTER_LINEAR the mean of the 2 x 2 pixels at the cell's centre (cheaper:
-    it reads a quarter of a 4 x 4 cell). square: of img * img. Made a band of whole cells at a
-    time (each cell depends on its own pixels only), so the padding copies one band, not img."""
-    if s == 1:
-        return cv2.multiply(img, img) if square else img
-    h, w = img.shape[:2]
-    hp, wp = -(-h // s) * s, -(-w // s) * s
-    out = np.empty((hp // s, wp // s) + img.shape[2:], img.dtype)
-    for rows in strips.bands(img.shape, multiple=s):
-        part = cv2.multiply(img[rows], img[rows]) if square else img[rows]
-        below = -(-part.shape[0] // s) * s - part.shape[0]
-        if below or wp != w:
-            part = cv2.copyMakeBorder(part, 0, below, 0, wp - w, cv2.BORDER_REPLICATE)
-        cells = slice(rows.start // s, rows.start // s + part.shape[0] // s)
-        cv2.resize(part, (wp // s, part.shape[0] // s), dst=out[cells],
-                   interpolation=interpolation)
-    return out
-
-
 def _box(img: np.ndarray, r: int) -> np.ndarray:
     return cv2.boxFilter(img, -1, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT)
 
@@ -186,8 +163,8 @@ def clean_cells(pixels: np.ndarray, y: np.ndarray, gain_cells: np.ndarray, noise
     """
     r = max(1, round(st.window / s))
     k = np.float32(scale_to_255(pixels.dtype))
-    mean = _box(_grid(y, s), r)
-    var = _box(_grid(y, s, square=True), r)
+    mean_y, mean_yy = cell_moments(y, s)
+    mean, var = _box(mean_y, r), _box(mean_yy, r)
     var -= mean * mean
     g = gain_cells  # smooth: one sample per cell is enough
     # eps = share * (luma * noise_var * visible + steps * step_var): lifted 8-bit steps band
@@ -205,7 +182,7 @@ def clean_cells(pixels: np.ndarray, y: np.ndarray, gain_cells: np.ndarray, noise
     share = _box(b, r)  # w * T for the luma of T (0..255)
     g = g * np.float32(1.0 / k)  # a new array: for s = 1, g is the caller's gain itself
     if pixels.ndim == 3 and pixels.shape[2] == 3:
-        rgb = _grid(pixels, s, cv2.INTER_LINEAR).astype(np.float32)  # blurred below
+        rgb = cell_grid(pixels, s, cv2.INTER_LINEAR).astype(np.float32)  # blurred below
         if k != 1:
             rgb *= k
         chroma = rgb - cv2.transform(rgb, np.float32([LUMA_WEIGHTS]))[..., None]
