@@ -108,10 +108,11 @@ class Restorer:
             tone = FAITHFUL if faithful else IMPROVED
         if tone.monotonic == "envelope":
             raise ValueError("the 'envelope' monotonic mode is a benchmark trial only")
-        plain = tone.chroma in ("faithful", "exposure") and tone.clip == "plain"
+        # The renderings `gainmap.render` applies band by band (and clean lifting builds on).
+        self.plain = tone.chroma in ("faithful", "exposure") and tone.clip == "plain"
         if denoise is None:
-            denoise = "auto" if plain and tone != FAITHFUL else "off"
-        if check_mode(denoise) != "off" and not plain:
+            denoise = "auto" if self.plain and tone != FAITHFUL else "off"
+        if check_mode(denoise) != "off" and not self.plain:
             raise ValueError("denoise needs the faithful chroma step and plain clipping")
         self.denoise = denoise
         self.solver = solver
@@ -205,14 +206,13 @@ class Restorer:
         seconds["estimate"] = t2 - t1
         gains, chroma = self._gain_maps(base, curve)
         into = image if in_place and image.flags.writeable else None
-        if self.denoise != "off":
+        if not self.plain:  # a trial rendering: whole-image float arithmetic
+            out, cleaning = apply_tone_gain(image, gains[...], self.tone), OFF.report()
+        elif self.denoise != "off":
             lifted = lift(image, y, gains, self.denoise, chroma_gain=chroma, out=into)
             out, cleaning = lifted.image, lifted.report()
-        elif chroma is not None or (self.tone.chroma, self.tone.clip) == ("faithful", "plain"):
-            out = render(image, y, gains, chroma, out=into)
-            cleaning = OFF.report()
         else:
-            out, cleaning = apply_tone_gain(image, gains[...], self.tone), OFF.report()
+            out, cleaning = render(image, y, gains, chroma, out=into), OFF.report()
         seconds["apply"] = time.perf_counter() - t2
         return Result(out, curve, iterations, loss, converged, seconds,
                       judged.needs_correction, mean_gain, cleaning)
