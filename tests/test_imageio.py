@@ -312,6 +312,34 @@ def test_icc_profile_survives(tmp_path: Path, suffix: str) -> None:
     assert read_image(out).icc_profile == icc
 
 
+@pytest.mark.parametrize("quality", [75, 95])
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_jpeg_encoder_writes_pillows_pixels(channels: int, quality: int) -> None:
+    """The OpenCV encoder stands in for Pillow's: the same quality tables and chroma sampling
+    (4:4:4 from 90 up, 4:2:0 below), so the decoded pixels are Pillow's own, and colour
+    files without metadata are the same bytes."""
+    img = noise((40, 56, channels)) if channels > 1 else noise((40, 56))
+    img = cv2.GaussianBlur(img, (0, 0), 2)
+    ours = encode_image(img, "JPEG", quality=quality)
+    colour = img[..., :3] if channels == 4 else img
+    buf = io.BytesIO()
+    sampling = 0 if quality >= 90 else 2
+    Image.fromarray(colour).save(buf, "JPEG", quality=quality, subsampling=sampling)
+    np.testing.assert_array_equal(decode_image(ours).pixels, decode_image(buf.getvalue()).pixels)
+    if channels > 1:
+        assert ours == buf.getvalue()
+
+
+def test_jpeg_drops_an_exif_block_too_long_for_it(tmp_path: Path) -> None:
+    """A JPEG segment holds 64 kB: a longer EXIF block is left out, the photo still written."""
+    long_exif = exif_bytes(make="x" * 70_000)
+    like = ImageFile(np.zeros((1, 1, 3), np.uint8), "JPEG", exif=long_exif, icc_profile=srgb_icc())
+    write_image(tmp_path / "a.jpg", smooth_rgb(), like=like)
+    got = read_image(tmp_path / "a.jpg")
+    assert got.exif is None and got.icc_profile == srgb_icc()
+    assert got.pixels.shape == (48, 64, 3)
+
+
 def test_icc_and_exif_survive_16bit_png_and_tiff(tmp_path: Path) -> None:
     icc = srgb_icc()
     like = ImageFile(np.zeros((1, 1, 3), np.uint8), "JPEG", exif=exif_bytes(3), icc_profile=icc)
@@ -487,7 +515,7 @@ def test_failed_encode_leaves_target_untouched(tmp_path: Path, monkeypatch) -> N
     def broken(*args: object, **kwargs: object) -> bytes:
         raise OSError("encoder exploded")
 
-    monkeypatch.setattr(writing, "_encode_pil", broken)
+    monkeypatch.setattr(writing, "_encode_jpeg", broken)
     with pytest.raises(ImageError, match="photo.jpg"):
         write_image(target, smooth_rgb())
     assert target.read_bytes() == b"original"

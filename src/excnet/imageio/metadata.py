@@ -156,19 +156,22 @@ def clean_exif(exif: bytes | None) -> bytes | None:
             source.close()
 
 
-def embed(encoded: bytes, fmt: str, meta: Metadata, *, exif: bool) -> bytes:
+def embed(encoded: bytes, fmt: str, meta: Metadata, *, exif: bool,
+          icc: bytes | None = None) -> bytes:
     """Add metadata to an encoded JPEG, PNG, TIFF or WebP file (``exif``: also the EXIF
-    block, for writers that could not embed it themselves). Parts the format cannot hold
-    (IPTC in WebP) are left out."""
-    if not (meta.xmp or meta.iptc or (exif and meta.exif)):
+    block, ``icc``: an ICC profile, for writers that could not embed them themselves). Parts
+    the format cannot hold (IPTC in WebP) are left out, and so is an EXIF block too large
+    for it (a JPEG segment holds 64 kB)."""
+    carrier_jpeg = _exif_carrier(meta.exif) if exif and meta.exif else None
+    if not (meta.xmp or meta.iptc or carrier_jpeg or icc):
         return encoded
     with exiv2() as ex:
         target = ex.ImageData(encoded)
         try:
-            if exif and meta.exif:
-                buf = io.BytesIO()
-                Image.new("L", (8, 8)).save(buf, "JPEG", exif=meta.exif)
-                carrier = ex.ImageData(buf.getvalue())
+            if icc:
+                target.modify_icc(icc)
+            if carrier_jpeg:
+                carrier = ex.ImageData(carrier_jpeg)
                 try:
                     carrier.copy_to_another_image(target, exif=True, iptc=False, xmp=False,
                                                   comment=False, icc=False, thumbnail=False)
@@ -188,3 +191,14 @@ def embed(encoded: bytes, fmt: str, meta: Metadata, *, exif: bool) -> bytes:
             return target.get_bytes()
         finally:
             target.close()
+
+
+def _exif_carrier(exif: bytes) -> bytes | None:
+    """A tiny JPEG holding the EXIF block, for exiv2 to copy from; None when it is too long
+    for a JPEG segment (dropped, not fatal, as Pillow's writers do)."""
+    buf = io.BytesIO()
+    try:
+        Image.new("L", (8, 8)).save(buf, "JPEG", exif=exif)
+    except ValueError:
+        return None
+    return buf.getvalue()
