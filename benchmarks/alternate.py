@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN = "import sys; from excnet.cli import main; sys.exit(main())"
+# The `excnet` program's own entry point (`run`; revisions before it have only `main`).
+RUN = "import sys, excnet.cli as c; c.run() if hasattr(c, 'run') else sys.exit(c.main())"
 
 
 def source_tree(rev: str, scratch: Path) -> tuple[Path, bool]:

@@ -298,3 +298,16 @@ def test_rest_upload_of_raw(dng) -> None:
         r = client.post("/api/v1/restore",
                         files={"file": ("x.dng", dng[:4000], "image/x-adobe-dng")})
         assert r.status_code == 422 and "x.dng" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("shape", [(1, 5, 3), (7, 3), (300, 700, 3), (1000, 333, 3)])
+def test_tone_lookup_in_place_equals_one_lookup(shape: tuple[int, ...]) -> None:
+    """The banded, threaded in-place look-up gives table[pixels] for every shape, whatever
+    the number of bands per thread."""
+    from excnet.imageio.raw import look_up_in_place, tone_table
+
+    pixels = np.random.default_rng(3).integers(0, 65536, shape, dtype=np.uint16)
+    table = tone_table(2.5, "srgb")
+    expected = table[pixels]
+    look_up_in_place(pixels, table)
+    np.testing.assert_array_equal(pixels, expected)

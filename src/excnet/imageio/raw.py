@@ -10,6 +10,9 @@ upright and the carried EXIF says Orientation 1.
 from __future__ import annotations
 
 import io
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
 import numpy as np
@@ -34,11 +37,24 @@ def decode_raw(data: bytes, name: str, max_pixels: int, options: RawOptions) -> 
     The frame size is checked against ``max_pixels`` from the header, before anything is
     unpacked or demosaiced. Every failure raises ImageError with a one-line message.
     """
-    import rawpy
-
     if tiff_data_cut(data):  # LibRaw would print its own line to stderr, then fail
         raise ImageError(f"{name}: truncated or corrupt RAW data (image data runs past the end "
                          "of the file)")
+    # The metadata is read (exiv2) while LibRaw develops the pixels without the GIL.
+    with ThreadPoolExecutor(1, thread_name_prefix="excnet-meta") as side:
+        meta = side.submit(read_metadata, data)
+        pixels = _decode(data, name, max_pixels, options)
+    space = COLORSPACES[options.colorspace][0]
+    icc = None if space == "sRGB" else iccprofiles.profile(options.colorspace)
+    found = meta.result()
+    return ImageFile(pixels=pixels, format=RAW, exif=found.exif, icc_profile=icc, bit_depth=16,
+                     xmp=found.xmp, iptc=found.iptc)
+
+
+def _decode(data: bytes, name: str, max_pixels: int, options: RawOptions) -> np.ndarray:
+    """Open, check and develop the RAW file's pixels in LibRaw."""
+    import rawpy
+
     raw = rawpy.RawPy()
     try:
         try:
@@ -54,14 +70,9 @@ def decode_raw(data: bytes, name: str, max_pixels: int, options: RawOptions) -> 
         if width * height > max_pixels:
             raise too_many_pixels(name, width, height, max_pixels)
         _check_sensor(raw, name)
-        pixels = _develop(raw, options, name)
+        return _develop(raw, options, name)
     finally:
         raw.close()
-    meta = read_metadata(data)
-    space = COLORSPACES[options.colorspace][0]
-    icc = None if space == "sRGB" else iccprofiles.profile(options.colorspace)
-    return ImageFile(pixels=pixels, format=RAW, exif=meta.exif, icc_profile=icc, bit_depth=16,
-                     xmp=meta.xmp, iptc=meta.iptc)
 
 
 def _check_sensor(raw, name: str) -> None:  # noqa: ANN001 - rawpy.RawPy
@@ -114,12 +125,31 @@ def _develop(raw, options: RawOptions, name: str) -> np.ndarray:  # noqa: ANN001
         raise ImageError(f"{name}: truncated or corrupt RAW data ({short(exc)})") from None
     if linear.ndim != 3 or linear.shape[2] != 3 or 0 in linear.shape:
         raise ImageError(f"{name}: zero-sized image after developing (shape {linear.shape})")
-    table = tone_table(gain, COLORSPACES[options.colorspace][1])
-    # In place, a band at a time: 3x faster than one look-up, and no second 144 MB array
-    # (at 24 MP) to fault in.
-    for rows in strips.bands(linear.shape, pixels=1 << 16):
-        np.take(table, linear[rows], out=linear[rows])
+    look_up_in_place(linear, tone_table(gain, COLORSPACES[options.colorspace][1]))
     return linear
+
+
+def look_up_in_place(pixels: np.ndarray, table: np.ndarray) -> None:
+    """pixels[...] = table[pixels] (uint16 both), in place, a cache-sized band at a time (3x
+    faster than one look-up, and no second 144 MB array at 24 MP to fault in), the bands
+    shared by up to 4 threads (NumPy's take releases the GIL: 1.8x faster on 2 cores)."""
+    bands = strips.bands(pixels.shape, pixels=1 << 16)
+    threads = max(1, min(4, os.cpu_count() or 1, len(bands)))
+
+    def run(part: list[slice]) -> None:
+        for rows in part:
+            np.take(table, pixels[rows], out=pixels[rows])
+
+    per = -(-len(bands) // threads)
+    parts = [bands[i:i + per] for i in range(0, len(bands), per)]
+    helpers = [threading.Thread(target=run, args=(part,)) for part in parts[1:]]
+    for helper in helpers:
+        helper.start()
+    try:
+        run(parts[0])
+    finally:
+        for helper in helpers:
+            helper.join()
 
 
 @cache
