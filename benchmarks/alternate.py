@@ -2,17 +2,20 @@
 both alike: process start to exit of one `excnet restore` command per run.
 
     python benchmarks/alternate.py HEAD~1 HEAD PHOTO [--runs 7] [-- EXTRA EXCNET ARGS]
+    python benchmarks/alternate.py HEAD~1 HEAD FOLDER [--runs 4] [-- -j 2]   # excnet batch
 
 Each REV (a git revision, or a folder holding an excnet `src/`) runs from its own source tree
 (revisions are checked out into temporary git worktrees) with this virtual environment's
 packages; the runs interleave A, B, A, B, ... Prints every wall time, the medians, and whether
-the two outputs are byte-identical.
+the two outputs are byte-identical. A folder instead of a photo times `excnet batch FOLDER OUT`
+(each run into a fresh OUT; the outputs compared file by file).
 """
 
 from __future__ import annotations
 
 import argparse
 import filecmp
+import shutil
 import statistics
 import subprocess
 import sys
@@ -35,6 +38,16 @@ def source_tree(rev: str, scratch: Path) -> tuple[Path, bool]:
     return tree / "src", True
 
 
+def same_outputs(a: Path, b: Path) -> bool:
+    """Whether two output files (or two batch output folders, file by file) are identical."""
+    if not a.is_dir():
+        return filecmp.cmp(a, b, shallow=False)
+    names = sorted(p.name for p in a.iterdir() if p.suffix != ".jsonl")
+    if names != sorted(p.name for p in b.iterdir() if p.suffix != ".jsonl"):
+        return False
+    return all(filecmp.cmp(a / n, b / n, shallow=False) for n in names)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("a")
@@ -42,7 +55,8 @@ def main() -> int:
     ap.add_argument("photo", type=Path)
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("extra", nargs="*", help="more `excnet restore` arguments (after --)")
-    args = ap.parse_args()
+    args, more = ap.parse_known_args()  # excnet's own options pass through
+    args.extra = [a for a in [*args.extra, *more] if a != "--"]
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         made = []
@@ -53,18 +67,24 @@ def main() -> int:
                 if new:
                     made.append(trees[rev].parent)
             times: dict[str, list[float]] = {rev: [] for rev in trees}
-            outs = {rev: scratch / f"out-{i}.jpg" for i, rev in enumerate(trees)}
+            suffix = "" if args.photo.is_dir() else ".jpg"
+            outs = {rev: scratch / f"out-{i}{suffix}" for i, rev in enumerate(trees)}
             for _ in range(args.runs):
                 for rev, src in trees.items():
-                    cmd = [sys.executable, "-c", RUN, "restore", str(args.photo), "-o",
-                           str(outs[rev]), "--overwrite", *args.extra]
+                    if args.photo.is_dir():
+                        shutil.rmtree(outs[rev], ignore_errors=True)
+                        cmd = [sys.executable, "-c", RUN, "batch", str(args.photo),
+                               str(outs[rev]), *args.extra]
+                    else:
+                        cmd = [sys.executable, "-c", RUN, "restore", str(args.photo), "-o",
+                               str(outs[rev]), "--overwrite", *args.extra]
                     t0 = time.perf_counter()
                     subprocess.run(cmd, check=True, env={"PYTHONPATH": str(src), "PATH": ""})
                     times[rev].append(time.perf_counter() - t0)
             for rev, ts in times.items():
                 print(f"{rev:>12s}: median {statistics.median(ts):.3f} s, min {min(ts):.3f} s  "
                       + " ".join(f"{t:.3f}" for t in ts))
-            same = filecmp.cmp(*outs.values(), shallow=False)
+            same = same_outputs(*outs.values())
             print("outputs byte-identical" if same else "outputs differ")
         finally:
             for tree in made:
