@@ -196,12 +196,8 @@ def _uint8_table() -> np.ndarray:
 
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
     """uint16 → uint8 as round(x / 257), exact for values that came from 8 bits (x = 257·v);
-    a table lookup (7x faster than the arithmetic at 24 MP), in cache-sized bands of rows."""
-    out = np.empty(arr.shape, np.uint8)
-    table = _uint8_table()
-    for rows in strips.bands(arr.shape, pixels=1 << 16):
-        np.take(table, arr[rows], out=out[rows])
-    return out
+    a table look-up (`strips.look_up`; 7x faster than the arithmetic at 24 MP)."""
+    return strips.look_up(_uint8_table(), arr, np.empty(arr.shape, np.uint8))
 
 
 def _encode_jpeg(arr: np.ndarray, quality: int) -> bytes:
