@@ -62,11 +62,6 @@ def gain_map(base: np.ndarray, curve: Curve) -> np.ndarray:
     return gain(curve, base.astype(np.float64) / 255.0).astype(np.float32)
 
 
-def fast_gain_map(base: np.ndarray, curve: Curve) -> np.ndarray:
-    """`gain_map` through a 65536-entry table (`gainmap.GainMap`, here as a whole array)."""
-    return GainMap.of(base, curve)[...]
-
-
 class Restorer:
     """Restores many images in a row, keeping the ExCNet network warm between them.
 
@@ -113,7 +108,8 @@ class Restorer:
         if denoise is None:
             denoise = "auto" if self.plain and tone != FAITHFUL else "off"
         if check_mode(denoise) != "off" and not self.plain:
-            raise ValueError("denoise needs the faithful chroma step and plain clipping")
+            raise ValueError("denoise needs the faithful or exposure chroma step and plain "
+                             "clipping")
         self.denoise = denoise
         self.solver = solver
         self.adapt = tone != FAITHFUL if adapt is None else adapt
