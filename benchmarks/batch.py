@@ -11,8 +11,9 @@ all its children, sampled every 10 ms. Utilisation: each stage's summed seconds 
 manifest's records) over wall time x cores, so "decode 40 %" means decoding kept 40 % of the
 machine busy; "cpu" is the command's user + system time over wall x cores, and what is left
 to 100 % is idle. Ratios are against `-j 1` in the same run. 1 MP photos are the smooth
-synthetic scenes of the tests (as in 0.1); 12 MP photos are camera-like JPEGs of 4 to 5 MB
-(benchmarks/speed.py). `--ray` adds the Ray engine on a local instance started beforehand.
+synthetic scenes of the tests (as in 0.1); 12 MP photos are camera-like JPEGs of 3.5 to 4 MB
+(benchmarks/speed.py: 4:2:0 chroma; `--sampling 4:4:4` makes the 4 to 5 MB full-chroma set).
+`--ray` adds the Ray engine on a local instance started beforehand.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from conftest import make_backlit  # noqa: E402
-from speed import make_files  # noqa: E402
+from speed import SAMPLINGS, make_files  # noqa: E402
 
 from excnet.imageio import read_image, write_image  # noqa: E402
 from excnet.pipeline import Restorer  # noqa: E402
@@ -53,16 +54,17 @@ def _make_1mp(folder: Path, n: int) -> None:
         write_image(folder / f"{i // 50:02d}" / f"img{i:04d}.jpg", img)
 
 
-def photos(root: Path, mp: int, n: int) -> Path:
-    """The folder of n test photos of mp megapixels under root, made unless already there."""
-    folder = root / f"{mp}mp-{n}"
+def photos(root: Path, mp: int, n: int, sampling: str = "4:2:0") -> Path:
+    """The folder of n test photos of mp megapixels under root, made unless already there
+    (12 MP: JPEGs with this chroma subsampling)."""
+    folder = root / (f"{mp}mp-{n}" if mp == 1 else f"{mp}mp-{n}-{sampling.replace(':', '')}")
     if len(list(folder.rglob("*.jpg"))) != n:
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         if mp == 1:
             _make_1mp(folder, n)
         else:
-            make_files(folder, mp, n, first_seed=7000)
+            make_files(folder, mp, n, first_seed=7000, sampling=sampling)
     return folder
 
 
@@ -138,6 +140,8 @@ def main() -> None:
     ap.add_argument("--ray", action="store_true", help="also the Ray engine (-j 2)")
     ap.add_argument("--photos", type=Path, default=None,
                     help="folder to keep the test photos in between runs (default: temporary)")
+    ap.add_argument("--sampling", default="4:2:0", choices=sorted(SAMPLINGS),
+                    help="chroma subsampling of the 12 MP JPEGs (default 4:2:0, as cameras)")
     ap.add_argument("--iteration-images", type=int, default=20,
                     help="images for the cold/warm iteration count (--solver excnet); 0 skips it")
     opts = ap.parse_args()
@@ -160,7 +164,7 @@ def main() -> None:
         print("-" * len(head))
         for mp in opts.sizes:
             n = opts.images if mp == 1 else opts.images_12
-            src = photos(root, mp, n)
+            src = photos(root, mp, n, opts.sampling)
             configs = [("local", j, ["-j", str(j)]) for j in opts.workers]
             if address:
                 configs.append(("ray", 2, ["-j", "2", "--engine", "ray", "--address", address]))

@@ -12,8 +12,9 @@ per (size, solver, architecture): its first image is the cold figure; the warm f
 medians over later images that did not warm the restorer. Peak RSS is the whole process's
 (imports included), from /usr/bin/time. The test photos are made here, in a temporary folder, from
 photos that ship with scikit-image: scaled up, made back-lit in linear light, given fine
-texture and sensor noise, and saved as JPEG quality 95 (4:4:4), so that a 12 MP file is 3 MB
-or more like a real camera JPEG. The same run also times the reference recipe (reference
+texture and sensor noise, and saved as JPEG quality 95 with 4:2:0 chroma as phones and most
+cameras write them (`--sampling 4:4:4` for full chroma), so that a 12 MP file is 3.5 MB or
+more like a real camera JPEG. The same run also times the reference recipe (reference
 network and initialisation, exact base layer, 1000 Adam iterations, no convergence test) once
 at 12 MP, in process, and checks that the default fast path gives the same phi and pixels as
 the exact one.
@@ -38,6 +39,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 from skimage import data as skdata
 
 from excnet import Restorer
@@ -79,12 +81,19 @@ def make_photo(name: str, shape: tuple[int, int], seed: int) -> np.ndarray:
     return np.clip(srgb, 0, 255).astype(np.uint8)
 
 
-def make_files(folder: Path, mp: int, count: int, first_seed: int) -> list[Path]:
+#: Pillow's codes for the JPEG chroma subsamplings the test photos can have.
+SAMPLINGS = {"4:2:0": 2, "4:4:4": 0}
+
+
+def make_files(folder: Path, mp: int, count: int, first_seed: int,
+               sampling: str = "4:2:0") -> list[Path]:
+    """count camera-like JPEGs (quality 95, this chroma subsampling) of mp megapixels."""
     files = []
     for i in range(count):
         seed = first_seed + i
         path = folder / f"{mp}mp_{i:03d}.jpg"
-        write_image(path, make_photo(PHOTOS[seed % len(PHOTOS)], SIZES[mp], seed), quality=95)
+        photo = make_photo(PHOTOS[seed % len(PHOTOS)], SIZES[mp], seed)
+        Image.fromarray(photo).save(path, quality=95, subsampling=SAMPLINGS[sampling])
         files.append(path)
     return files
 
@@ -207,6 +216,8 @@ def main() -> int:
                     help="fresh processes per process-start figure (default 10; 0 skips them)")
     ap.add_argument("--starts-only", action="store_true",
                     help="only the process-start table")
+    ap.add_argument("--sampling", default="4:2:0", choices=sorted(SAMPLINGS),
+                    help="chroma subsampling of the test JPEGs (default 4:2:0, as cameras)")
     args = ap.parse_args()
     counts = {1: (3, 7), 12: (2, 3), 24: (1, 2)}  # (warm-up images, measured warm images)
     rows: list[dict] = []
@@ -216,13 +227,14 @@ def main() -> int:
         files = {}
         for mp in [] if args.starts_only else args.sizes:
             warm, measured = counts[mp]
-            files[mp] = make_files(folder, mp, warm + measured, first_seed=100 * mp)
+            files[mp] = make_files(folder, mp, warm + measured, first_seed=100 * mp,
+                                  sampling=args.sampling)
             sizes = [p.stat().st_size / 1e6 for p in files[mp]]
             print(f"{mp} MP test JPEGs: {len(sizes)}, {min(sizes):.1f} to {max(sizes):.1f} MB")
         print(f"CPU cores: {os.cpu_count()}; load average before: {os.getloadavg()[0]:.1f}\n")
         if args.starts:
-            firsts = {mp: make_files(folder / "start", mp, 1, first_seed=900 + mp)[0]
-                      for mp in (1, 12)}
+            firsts = {mp: make_files(folder / "start", mp, 1, first_seed=900 + mp,
+                                     sampling=args.sampling)[0] for mp in (1, 12)}
             print_starts(process_starts(folder, firsts, args.starts), args.starts)
         if args.starts_only:
             return 0
@@ -247,7 +259,8 @@ def main() -> int:
                 rows.append(ref_row)
                 baseline = ref_row["total"]
         if 1 in args.sizes and args.batch:
-            batch = make_files(folder / "batch", 1, args.batch, first_seed=5000)
+            batch = make_files(folder / "batch", 1, args.batch, first_seed=5000,
+                               sampling=args.sampling)
             recs, rss, wall = run_cli(batch, folder / "out", [])
             busy = sum(r["seconds"]["total"] for r in recs)
             print(f"batch of {len(recs)} 1 MP images in one process: "

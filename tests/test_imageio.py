@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, JpegImagePlugin
 
 from excnet.imageio import (
     ImageError,
@@ -328,6 +328,34 @@ def test_jpeg_encoder_writes_pillows_pixels(channels: int, quality: int) -> None
     np.testing.assert_array_equal(decode_image(ours).pixels, decode_image(buf.getvalue()).pixels)
     if channels > 1:
         assert ours == buf.getvalue()
+
+
+@pytest.mark.parametrize(("source", "quality", "written"), [
+    ("4:2:0", 95, "4:2:0"), ("4:2:2", 95, "4:2:2"), ("4:4:4", 95, "4:4:4"),
+    ("4:4:4", 80, "4:2:0"), ("4:2:2", 80, "4:2:0"), (None, 95, "4:4:4"), (None, 80, "4:2:0"),
+])
+def test_jpeg_keeps_a_jpeg_inputs_chroma_sampling_or_coarser(
+        source: str | None, quality: int, written: str) -> None:
+    """A JPEG is re-encoded with its own chroma subsampling (never finer), read from the file."""
+    subsampling = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
+    img = cv2.GaussianBlur(noise((64, 80, 3)), (0, 0), 2)
+    if source is None:
+        like = decode_image(encode_image(img, "PNG"))
+    else:
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "JPEG", quality=95, subsampling=subsampling[source])
+        like = decode_image(buf.getvalue())
+    assert like.chroma_sampling == source
+    out = encode_image(like.pixels, "JPEG", like=like, quality=quality)
+    with Image.open(io.BytesIO(out)) as im:
+        assert JpegImagePlugin.get_sampling(im) == subsampling[written]
+    assert decode_image(out).chroma_sampling == written
+
+
+def test_jpeg_sampling_of_a_grey_jpeg_is_none() -> None:
+    buf = io.BytesIO()
+    Image.fromarray(noise((32, 32))).save(buf, "JPEG")
+    assert decode_image(buf.getvalue()).chroma_sampling is None
 
 
 def test_jpeg_drops_an_exif_block_too_long_for_it(tmp_path: Path) -> None:

@@ -144,8 +144,11 @@ def encode_image(
       the ICC profile come from ``like``; every format keeps them all, except WebP (no IPTC)
       and HEIC (EXIF and XMP only).
     * ``quality`` (1..100) drives JPEG, WebP and HEIC. JPEG uses 4:4:4 chroma for
-      ``quality >= 90`` (restored shadows carry strong colour detail) and 4:2:0 below; no
-      Huffman optimisation pass (it costs ~30 % encode time for ~3 % size).
+      ``quality >= 90`` (restored shadows carry strong colour detail) and 4:2:0 below, but
+      never finer than a JPEG input's own (``like.chroma_sampling``): re-encoding a 4:2:0
+      photo at 4:2:0 is closer to the restored pixels than 4:4:4, a fifth smaller and twice
+      as fast to encode (benchmarks/RESULTS.md); no Huffman optimisation pass (it costs
+      ~30 % encode time for ~3 % size).
     """
     fmt = normalise_format(format)
     arr = _check_pixels(pixels)
@@ -163,7 +166,9 @@ def encode_image(
             if arr.dtype == np.uint16:
                 arr = _to_uint8(arr)
             if fmt == "JPEG":
-                return embed(_encode_jpeg(arr, int(quality)), fmt, meta, exif=True, icc=icc)
+                sampling = jpeg_sampling(int(quality), like and like.chroma_sampling)
+                return embed(_encode_jpeg(arr, int(quality), sampling), fmt, meta, exif=True,
+                             icc=icc)
             data = _encode_pil(arr, fmt, meta=meta, icc=icc, quality=int(quality))
         if fmt == "HEIC":  # exiv2 cannot write HEIC: pillow-heif embedded EXIF and XMP
             return data
@@ -200,7 +205,21 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     return strips.look_up(_uint8_table(), arr, np.empty(arr.shape, np.uint8))
 
 
-def _encode_jpeg(arr: np.ndarray, quality: int) -> bytes:
+#: JPEG chroma subsamplings, finest first.
+SAMPLINGS = ("4:4:4", "4:2:2", "4:2:0")
+
+
+def jpeg_sampling(quality: int, source: str | None = None) -> str:
+    """The chroma subsampling a JPEG is written with: 4:4:4 from quality 90 up, 4:2:0 below,
+    and never finer than the source JPEG's (colour detail it did not hold costs bytes and
+    encode time and brings nothing back)."""
+    rule = "4:4:4" if quality >= 90 else "4:2:0"
+    if source not in SAMPLINGS:
+        return rule
+    return max(rule, source, key=SAMPLINGS.index)
+
+
+def _encode_jpeg(arr: np.ndarray, quality: int, sampling: str) -> bytes:
     """8-bit pixels to baseline JPEG bytes, alpha dropped, without metadata.
 
     OpenCV's libjpeg-turbo with Pillow's settings (the same quality tables, chroma sampling
@@ -215,10 +234,11 @@ def _encode_jpeg(arr: np.ndarray, quality: int) -> bytes:
         arr = arr[..., 0] if channels == 2 else arr[..., :3]
     if arr.ndim == 3:
         arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
-    sampling = (cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444 if quality >= 90 or arr.ndim == 2
-                else cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420)
+    factor = {"4:4:4": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
+              "4:2:2": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422,
+              "4:2:0": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420}["4:4:4" if arr.ndim == 2 else sampling]
     ok, data = cv2.imencode(".jpg", arr, [cv2.IMWRITE_JPEG_QUALITY, quality,
-                                          cv2.IMWRITE_JPEG_SAMPLING_FACTOR, sampling])
+                                          cv2.IMWRITE_JPEG_SAMPLING_FACTOR, factor])
     if not ok:
         raise ImageError(f"cannot encode a {arr.shape[1]}x{arr.shape[0]} image as JPEG")
     return data.tobytes()
