@@ -133,10 +133,11 @@ def test_curve_saved_before_the_adaptive_fields_renders_as_before(tmp_path):
     np.testing.assert_array_equal(c(x), s_curve(x, a_s, a_h))
 
 
-def test_exposure_lifts_linear_light_and_stays_increasing_below_white():
+def test_exposure_lifts_linear_light_and_rolls_the_highlights_onto_white():
     x = np.linspace(0, 1, 2001)
     y = expose(x, 2.0)
-    assert np.all(np.diff(y) > 0) and y[-1] < 1.0
+    assert np.all(np.diff(y) >= 0) and y[-1] == pytest.approx(1.0, abs=1e-12)
+    assert np.all(np.diff(y[y < 0.999]) > 0)  # increasing until the roll-off meets white
     # 2 EV is 4x in linear light where no roll-off applies (linear 0.05 -> 0.2)
     lo = linear_to_srgb(0.05)
     np.testing.assert_allclose(expose(np.array([lo]), 2.0), linear_to_srgb(0.2), rtol=1e-12)
@@ -145,6 +146,16 @@ def test_exposure_lifts_linear_light_and_stays_increasing_below_white():
     assert c.applied_exposure == 3.0
     assert c.applied == monotonic_limit(2.0 * 0.5 * 0.3, 0.2 * 2.0 * 0.5 * 0.1)
     np.testing.assert_allclose(c(x), s_curve(expose(x, 3.0), *c.applied))
+
+
+@pytest.mark.parametrize("stops", [1e-4, 0.01, 0.1])
+def test_a_small_exposure_changes_every_level_a_little(stops):
+    """Continuous in the exposure: white stays white and no level moves by more than the
+    exposure's own gain would move it (a tiny exposure once dimmed white by 10 levels)."""
+    x = np.linspace(0, 1, 4097)
+    moved = np.abs(expose(x, stops) - x).max() * 255
+    assert moved <= (2.0**stops - 1) * 255 + 1e-9
+    assert expose(np.array([1.0]), stops)[0] == pytest.approx(1.0, abs=1e-12)
 
 
 def test_curve_from_dict_fills_defaults():

@@ -28,6 +28,25 @@ def linear_to_srgb(v: np.ndarray) -> np.ndarray:
     return np.where(v <= 0.0031308, v * 12.92, 1.055 * v ** (1 / 2.4) - 0.055)
 
 
+#: Linear-light level above which a gain > 1 compresses the highlights instead of clipping.
+KNEE = 0.75
+
+
+def roll_off(v: np.ndarray, gain: float, knee: float = KNEE) -> np.ndarray:
+    """Linear light v in [0, 1] times gain, the highlights rolled off instead of clipped.
+
+    Up to `knee` the gain is exact; above it, [knee, gain] is compressed onto [knee, 1] by
+    1 - (1 - u)^p (slope 1 at the knee, 0 at white, which stays white), so a gain near 1 is
+    near the identity everywhere. gain <= 1: v * gain (nothing can clip). float64 out.
+    """
+    t = np.asarray(v, dtype=np.float64) * gain
+    if gain <= 1.0:
+        return t
+    p = (gain - knee) / (1.0 - knee)
+    u = np.clip((t - knee) / (gain - knee), 0.0, 1.0)
+    return np.where(t > knee, knee + (1.0 - knee) * (1.0 - (1.0 - u) ** p), t)
+
+
 def exposure_chroma(b: np.ndarray, gain: np.ndarray) -> np.ndarray:
     """How much of the colour (R, G, B minus luma) to keep, per unit of gain, so that a luma
     gain looks like a change of exposure. b: encoded luma in [0, 1]; gain: its gain (same shape).

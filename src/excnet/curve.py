@@ -8,7 +8,7 @@ accept NumPy arrays or torch tensors of any shape and return the same type.
 
 Our adaptive default (`excnet.adapt`) puts an exposure step in front of the S-curve:
 f(expose(x, e); phi), where `expose` multiplies linear light by 2**e and rolls the highlights
-off smoothly below white. Both steps are increasing, so their composition is, and the exposure
+off smoothly onto white. Both steps are increasing, so their composition is, and the exposure
 can lift a very dark frame as far as it needs without the S-curve folding over.
 """
 
@@ -28,7 +28,7 @@ from .defaults import FAITHFUL_HIGHLIGHT_SCALE
 if TYPE_CHECKING:
     import torch
 
-from .colour import linear_to_srgb, srgb_to_linear
+from .colour import linear_to_srgb, roll_off, srgb_to_linear
 
 K1, K2, K3 = 5.0, 14.0, 1.6
 
@@ -49,20 +49,14 @@ def s_curve(x: Array, phi_s: float | Array, phi_h: float | Array) -> Array:
     return x + phi_s * f_delta(x) - phi_h * f_delta(1 - x)
 
 
-#: Linear-light level above which `expose` compresses instead of clipping.
-KNEE = 0.75
-
-
 def expose(x: np.ndarray, stops: float) -> np.ndarray:
-    """sRGB values x in [0, 1] exposed by `stops` EV: linear light times 2**stops, the part above
-    KNEE rolled off as KNEE + (1 - KNEE)(1 - exp(-(v - KNEE)/(1 - KNEE))) (slope 1 at the knee,
-    never reaching white), re-encoded. Increasing in x; 0 stops returns x itself."""
+    """sRGB values x in [0, 1] exposed by `stops` EV: linear light times 2**stops with the
+    highlights above `colour.KNEE` rolled off onto white (`colour.roll_off`: white stays
+    white, so a small exposure is a small change everywhere), re-encoded. Increasing in x;
+    0 stops returns x itself."""
     if stops == 0:
         return x
-    v = srgb_to_linear(x) * 2.0**stops
-    over = np.maximum(v - KNEE, 0.0)
-    v = v - over + (1 - KNEE) * -np.expm1(-over / (1 - KNEE))
-    return linear_to_srgb(v)
+    return linear_to_srgb(roll_off(srgb_to_linear(x), 2.0**stops))
 
 
 @dataclass(frozen=True)

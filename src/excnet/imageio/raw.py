@@ -16,13 +16,12 @@ from functools import cache
 import numpy as np
 
 from .. import strips
+from ..colour import roll_off
 from . import iccprofiles
 from .formats import RAW, ImageError, tiff_data_cut
 from .metadata import read_metadata
 from .rawoptions import COLORSPACES, DEMOSAIC, HIGHLIGHT_MODES, RawOptions
 from .reading import ImageFile, short, too_many_pixels
-
-_KNEE = 0.75  # linear level above which a gain > 1 compresses instead of clipping
 
 
 class NotRawError(ImageError):
@@ -129,17 +128,10 @@ def _develop(raw, options: RawOptions, name: str) -> np.ndarray:  # noqa: ANN001
 
 @cache
 def tone_table(gain: float, transfer: float | str) -> np.ndarray:
-    """65536-entry table: linear value → gain, highlights rolled off, then the transfer curve.
-
-    Up to ``_KNEE`` of white the gain is exact; above, ``[_KNEE, gain]`` is compressed onto
-    ``[_KNEE, 1]`` by ``1 - (1 - u)^p`` (slope 1 at the knee, 0 at the top), so recovered
-    highlights keep their gradation instead of clipping. With ``gain <= 1`` nothing clips.
-    """
-    t = np.arange(65536, dtype=np.float64) / 65535.0 * gain
-    if gain > 1.0:
-        p = (gain - _KNEE) / (1.0 - _KNEE)
-        u = np.clip((t - _KNEE) / (gain - _KNEE), 0.0, 1.0)
-        t = np.where(t > _KNEE, _KNEE + (1.0 - _KNEE) * (1.0 - (1.0 - u) ** p), t)
+    """65536-entry table: linear value → gain, highlights rolled off (`colour.roll_off`: up
+    to its knee the gain is exact, above it recovered highlights keep their gradation instead
+    of clipping), then the transfer curve."""
+    t = roll_off(np.arange(65536, dtype=np.float64) / 65535.0, gain)
     if transfer == "srgb":
         v = np.where(t <= 0.0031308, 12.92 * t, 1.055 * np.power(t, 1 / 2.4) - 0.055)
     else:
