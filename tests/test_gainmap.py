@@ -66,6 +66,39 @@ def test_render_is_the_whole_image_application(dtype, channels) -> None:
         assert not np.array_equal(apply_gains(img, g, c, y), apply_gain(img, g))
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_a_gain_within_half_a_level_of_one_leaves_the_pixels_as_they_are(dtype,
+                                                                         monkeypatch) -> None:
+    """render skips the band loop when every gain rounds back to the input, and gives what
+    the loop gives: the input itself; a gain just outside that changes the brightest pixels."""
+    top = np.iinfo(dtype).max
+    img = make_backlit(90, 120, seed=2).astype(dtype) * (257 if dtype == np.uint16 else 1)
+    img[0, 0] = top
+    y = luminance(img)
+    for step, unchanged in ((0.45, True), (0.6, False)):
+        table = np.full(LUT_SIZE, 1 + step / top, np.float32)
+        gains = GainMap(y, table)
+        chroma = ChromaMap(gains, np.ones(256, np.float32))
+        looped = apply_gains(img, gains[...], chroma[...], y)
+        for out in (render(img, y, gains), render(img, y, gains, chroma),
+                    render(img.copy(), y, gains, chroma, out=None)):
+            np.testing.assert_array_equal(out, looped)
+            assert np.array_equal(out, img) == unchanged
+    # colour offsets gained differently from luma: applied, although the luma gain is 1
+    gains = GainMap(y, np.ones(LUT_SIZE, np.float32))
+    chroma = ChromaMap(gains, np.full(256, 0.9, np.float32))
+    out = render(img, y, gains, chroma)
+    np.testing.assert_array_equal(out, apply_gains(img, gains[...], chroma[...], y))
+    assert not np.array_equal(out, img)
+
+    def no_bands(*args: object) -> None:
+        raise AssertionError("the band loop ran")
+
+    monkeypatch.setattr(gainmap, "apply_band", no_bands)
+    unchanged = GainMap(y, np.full(LUT_SIZE, 1 + 0.45 / top, np.float32))
+    np.testing.assert_array_equal(render(img, y, unchanged), img)  # no band was applied
+
+
 def test_clean_lifting_is_the_same_with_maps_or_arrays() -> None:
     img = noisy_dark()
     y = luminance(img)

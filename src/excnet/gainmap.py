@@ -48,6 +48,10 @@ class GainMap:
     def shape(self) -> tuple[int, ...]:
         return self.base.shape
 
+    def within(self, tolerance: float) -> bool:
+        """Whether every gain of the table is within `tolerance` of 1."""
+        return float(np.abs(self.table - 1.0).max()) < tolerance
+
     def __getitem__(self, index) -> np.ndarray:  # noqa: ANN001 - any NumPy index
         part = np.ascontiguousarray(self.base[index], dtype=np.float32)
         return np.take(self.table, cv2.multiply(part, _TO_INDEX, dtype=cv2.CV_16U))
@@ -73,6 +77,12 @@ class ChromaMap:
 
     def __getitem__(self, index) -> np.ndarray:  # noqa: ANN001 - any NumPy index
         return self.with_luma(index, self.luma[index])
+
+    def within(self, tolerance: float) -> bool:
+        """Whether the luma gain minus this gain (`colour.apply_gains`' second term) stays
+        below `tolerance` everywhere."""
+        most = float(self.luma.table.max()) * (1.0 - float(self.factor.min()))
+        return most < tolerance
 
     def with_luma(self, index, luma: np.ndarray) -> np.ndarray:  # noqa: ANN001
         """The chroma gain at index, given the luma gain there (saves a look-up)."""
@@ -101,6 +111,10 @@ def render(pixels: np.ndarray, y: np.ndarray, gains, chroma=None,  # noqa: ANN00
         out = np.empty(pixels.shape, pixels.dtype)
     elif out.shape != pixels.shape or out.dtype != pixels.dtype:
         raise ValueError(f"out must be {pixels.dtype} {pixels.shape}, not {out.dtype} {out.shape}")
+    if adjust is None and _leaves_unchanged(pixels, gains, chroma):
+        if out is not pixels:
+            np.copyto(out, pixels)
+        return out
 
     def band(rows: slice) -> None:
         g = gains[rows]  # a map's look-up is a new array; an array's slice is copied
@@ -129,3 +143,13 @@ def render(pixels: np.ndarray, y: np.ndarray, gains, chroma=None,  # noqa: ANN00
     for rows in strips.bands(pixels.shape, step * pixels.shape[1]):
         band(rows)
     return out
+
+
+def _leaves_unchanged(pixels: np.ndarray, gains, chroma) -> bool:  # noqa: ANN001
+    """Whether applying these maps rounds every pixel back to itself: a gain within half a
+    level of 1 at full scale (and colour offsets within half a level of the luma gain, where
+    a chroma map is given). A photo that needs no correction then costs a copy at most."""
+    if not isinstance(gains, GainMap) or not (chroma is None or isinstance(chroma, ChromaMap)):
+        return False
+    half = 0.49 / np.iinfo(pixels.dtype).max  # a margin for OpenCV's float32 products
+    return gains.within(half) and (chroma is None or chroma.within(half))
