@@ -88,6 +88,7 @@ SAMPLINGS = {"4:2:0": 2, "4:4:4": 0}
 def make_files(folder: Path, mp: int, count: int, first_seed: int,
                sampling: str = "4:2:0") -> list[Path]:
     """count camera-like JPEGs (quality 95, this chroma subsampling) of mp megapixels."""
+    folder.mkdir(parents=True, exist_ok=True)
     files = []
     for i in range(count):
         seed = first_seed + i
