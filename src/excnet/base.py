@@ -148,7 +148,8 @@ def fast_guided_filter(y: np.ndarray, radius: int, eps: float = EPS,
         cv2.multiply(upsample(a, s, rows, cols), y[rows], dst=out)
         cv2.add(out, upsample(b, s, rows, cols), dst=out)
 
-    for rows in strips.bands(y.shape, multiple=s):  # whole cells: less upsampling margin
+    # Whole cells, and bands twice the usual: each upsamples a cell of margin on both sides.
+    for rows in strips.bands(y.shape, 2 * strips.PIXELS, multiple=s):
         band(rows)
     return q
 

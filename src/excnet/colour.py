@@ -162,10 +162,18 @@ def apply_band(pixels: np.ndarray, gain: np.ndarray, chroma_gain: np.ndarray | N
             g = a
     flat = pixels.shape[:2] + ((channels,) if channels > 1 else ())
     if channels > 1:  # alpha channels get a gain of exactly 1
-        g = cv2.merge([g] * n + [np.ones_like(g)] * (channels - n))
+        g = _spread(g, n, channels, 1)
     # OpenCV multiplies in floating point and rounds and saturates (clips) in one pass.
     dst = out.reshape(flat)
     cv2.multiply(np.ascontiguousarray(pixels).reshape(flat), g, dst=dst, dtype=depth)
     if d is not None:  # + (gain - chroma_gain) * Y on the colour channels
         d = cv2.multiply(d, y, scale=1.0 / scale_to_255(pixels.dtype), dtype=depth)
-        cv2.add(dst, cv2.merge([d] * n + [np.zeros_like(d)] * (channels - n)), dst=dst)
+        cv2.add(dst, _spread(d, n, channels, 0), dst=dst)
+
+
+def _spread(plane: np.ndarray, n: int, channels: int, fill: int) -> np.ndarray:
+    """One plane repeated over n colour channels, then `fill` for the others (alpha)."""
+    if n == channels == 3:  # the common case: OpenCV's grey-to-RGB copy, 1.6x a merge
+        return cv2.cvtColor(plane, cv2.COLOR_GRAY2RGB)
+    rest = np.ones_like(plane) if fill else np.zeros_like(plane)
+    return cv2.merge([plane] * n + [rest] * (channels - n))
