@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 from conftest import make_backlit
 
-from excnet.batch import restore_file
+from excnet import batch
+from excnet.batch import compute_slots, restore_file
 from excnet.cli import main
 from excnet.conveyor import convey
 from excnet.imageio import write_image
@@ -136,6 +137,38 @@ def _photos(folder: Path, n: int, shape=(864, 1152)) -> list[Path]:
         write_image(p, make_backlit(*shape, seed=i))
         paths.append(p)
     return paths
+
+
+@pytest.mark.parametrize(("workers", "jobs", "threads"),
+                         [(2, None, 3), (2, 5, 3), (2, 2, 2), (4, 1, 1), (1, 0, 1), (1, 3, 2)])
+def test_compute_slots_add_a_writing_thread_only_when_files_wait(workers, jobs, threads):
+    slots, n = compute_slots(workers, jobs)
+    assert n == threads
+    admitted = sum(slots.acquire(blocking=False) for _ in range(workers + 1))
+    assert admitted == max(1, min(workers, workers if jobs is None else jobs))
+
+
+def test_a_file_is_written_outside_its_compute_slot(tmp_path, monkeypatch):
+    """The slot is held from reading to encoding and free while the file goes to disk, and
+    the record's seconds do not count the wait for a slot."""
+    src = tmp_path / "in.png"
+    write_image(src, make_backlit(64, 96, seed=4))
+    slot = threading.Semaphore(1)
+    seen = []
+    real = batch.write_bytes
+
+    def write_bytes(path, data, **kw):
+        seen.append(slot.acquire(blocking=False))  # free now: another file may compute
+        slot.release()
+        real(path, data, **kw)
+
+    monkeypatch.setattr(batch, "write_bytes", write_bytes)
+    slot.acquire()  # another thread computes: this file waits for its slot
+    threading.Timer(0.3, slot.release).start()
+    rec = restore_file(Restorer(), src, tmp_path / "out.png", compute=slot)
+    assert rec["status"] == "ok" and seen == [True]
+    assert rec["seconds"]["decode"] < 0.25  # the 0.3 s wait is not decoding
+    assert slot.acquire(blocking=False)  # released at the end
 
 
 def test_batch_in_threads_writes_the_bytes_of_a_lone_restore(tmp_path):

@@ -76,7 +76,7 @@ def _output_path(src: Path, root: Path | None, out: Path | None, single_file: bo
 
 
 def run_restore(args: argparse.Namespace) -> int:
-    from ..batch import default_workers, new_record, restore_file
+    from ..batch import compute_slots, default_workers, new_record, restore_file
     from ..conveyor import convey
     from ..pipeline import Restorer
 
@@ -94,6 +94,7 @@ def run_restore(args: argparse.Namespace) -> int:
     empty = _empty_folders(args.inputs, jobs)
     failures = list(empty)
     workers = args.workers or (1 if args.solver == "excnet" else default_workers())
+    slots, threads = compute_slots(workers, len(jobs))
     targets = _targets(jobs, args, single_file, one_folder)
 
     def make_step():
@@ -102,14 +103,15 @@ def run_restore(args: argparse.Namespace) -> int:
         def step(target: tuple[Path, Path, str | None]) -> dict:
             src, dst, refused = target
             if refused is None:
-                return restore_file(restorer, src, dst, curve, quality=args.quality, raw=raw)
+                return restore_file(restorer, src, dst, curve, quality=args.quality, raw=raw,
+                                    compute=slots)
             rec = new_record(src, dst)
             rec["error"] = refused
             return rec
         return step
 
     with progress(len(jobs), enabled=not args.json) as advance:
-        for rec in convey(targets, make_step, min(workers, max(1, len(jobs))), ordered=True):
+        for rec in convey(targets, make_step, threads, ordered=True):
             if rec["status"] != "ok":
                 failures.append(rec["error"])
                 print(f"excnet: {rec['error']}", file=sys.stderr)

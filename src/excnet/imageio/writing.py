@@ -54,6 +54,15 @@ def write_image(
         data = encode_image(pixels, fmt, like=like, quality=quality)
     except ImageError as exc:
         raise ImageError(f"{name}: {exc}") from None
+    write_bytes(p, data, overwrite=overwrite)
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes, *, overwrite: bool = True) -> None:
+    """Write an encoded file to ``path`` atomically, as :func:`write_image` does (temp file,
+    fsync, rename; parent folders created). Mostly waiting for the disk: a batch does it
+    outside its compute slots. Raises ImageError naming the file."""
+    p = Path(path)
+    name = p.name or str(p)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
