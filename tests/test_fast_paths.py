@@ -14,6 +14,7 @@ from excnet.base import (
     fast_guided_filter,
     guided_filter,
     network_input,
+    pre_shrink,
     radius_for,
 )
 from excnet.colour import apply_gain, luminance
@@ -42,6 +43,39 @@ def test_fast_guided_filter_is_close_to_the_exact_one(radius):
     assert err.max() < 4.0
     if radius <= 8:  # small radii run the exact filter
         np.testing.assert_array_equal(fast, exact)
+
+
+@pytest.mark.parametrize(("shape", "cell"), [((1000, 1500), 1), ((1024, 700), 1),
+                                           ((1080, 1920), 2), ((3000, 4000), 4),
+                                           ((4000, 6000), 4), ((9000, 9000), 8)])
+def test_pre_shrink_leaves_four_cells_per_network_input_pixel(shape, cell):
+    assert pre_shrink(shape) == cell
+
+
+def test_network_input_of_a_large_image_is_near_the_one_step_area_mean():
+    import cv2
+
+    base = luminance(make_backlit(1536, 2048, seed=5))
+    exact = network_input(base, exact=True)
+    one_step = np.clip(cv2.resize(base, (128, 128), interpolation=cv2.INTER_AREA) / 255, 0, 1)
+    np.testing.assert_array_equal(exact, one_step)
+    fast = network_input(base)
+    err = np.abs(fast - exact) * 255
+    assert 0 < err.max() < 2.5 and err.mean() < 0.1  # levels; the cells do change it
+    small = base[:900, :1200]
+    np.testing.assert_array_equal(network_input(small), network_input(small, exact=True))
+
+
+def test_the_faithful_rendering_keeps_the_one_step_network_input(monkeypatch):
+    seen = []
+    real = excnet.pipeline.network_input
+    monkeypatch.setattr(excnet.pipeline, "network_input",
+                        lambda base, exact=False: seen.append(exact) or real(base, exact=exact))
+    img = make_backlit(64, 80, seed=1)
+    excnet.restore(img, faithful=True)
+    excnet.restore(img, exact=True)
+    excnet.restore(img)
+    assert seen == [True, True, False]
 
 
 def test_fast_guided_filter_is_not_the_identity_or_a_plain_blur():

@@ -165,7 +165,7 @@ class Restorer:
             base = base_layer(y, self.tone.eps, self.tone.radius_fraction)
         else:
             base = fast_base_layer(y, self.tone.eps, self.tone.radius_fraction)
-        return y, base, network_input(base)
+        return y, base, network_input(base, exact=self.exact or self.tone == FAITHFUL)
 
     def curve_for(self, phi_s: float, phi_h: float, decision: Decision | None = None) -> Curve:
         """The curve with this restorer's strength, highlight scale and monotonic setting, and
