@@ -183,8 +183,8 @@ def encode_file(dst: str, pixels: np.ndarray, like: ImageFile, quality: int = 95
     """The file's bytes in dst's format (from its suffix), metadata carried from like."""
     try:
         return encode_image(pixels, format_from_path(dst), like=like, quality=quality)
-    except ImageError as exc:
-        raise ImageError(f"{dst}: {exc}") from None
+    except ImageError as exc:  # named like write_image's errors: by the file's name
+        raise ImageError(f"{dst.rsplit('/', 1)[-1].rsplit(os.sep, 1)[-1]}: {exc}") from None
 
 
 def store_file(dst: str, data: bytes, overwrite: bool = True,

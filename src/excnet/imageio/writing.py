@@ -46,10 +46,7 @@ def write_image(
     p = Path(path)
     name = p.name or str(p)
     fmt = normalise_format(format) if format else format_from_path(p)
-    if p.is_dir():
-        raise ImageError(f"{name}: is a directory, cannot write an image there")
-    if not overwrite and os.path.lexists(p):
-        raise ImageError(f"{name}: file exists (not overwriting)")
+    _check_target(p, overwrite)  # before the work of encoding
     try:
         data = encode_image(pixels, fmt, like=like, quality=quality)
     except ImageError as exc:
@@ -63,12 +60,21 @@ def write_bytes(path: str | os.PathLike[str], data: bytes, *, overwrite: bool = 
     outside its compute slots. Raises ImageError naming the file."""
     p = Path(path)
     name = p.name or str(p)
+    _check_target(p, overwrite)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         reason = exc.strerror or exc
         raise ImageError(f"{name}: cannot create folder {p.parent} ({reason})") from None
     _atomic_write(p, data, overwrite=overwrite)
+
+
+def _check_target(path: Path, overwrite: bool) -> None:
+    name = path.name or str(path)
+    if path.is_dir():
+        raise ImageError(f"{name}: is a directory, cannot write an image there")
+    if not overwrite and os.path.lexists(path):
+        raise ImageError(f"{name}: file exists (not overwriting)")
 
 
 def _atomic_write(path: Path, data: bytes, *, overwrite: bool) -> None:
