@@ -6,6 +6,7 @@ import io
 import os
 import struct
 import zlib
+from functools import cache
 from pathlib import Path
 
 import cv2
@@ -41,7 +42,10 @@ def noise(shape: tuple[int, ...], dtype: type = np.uint8, seed: int = 0) -> np.n
     return np.random.default_rng(seed).integers(0, int(info.max) + 1, shape, dtype=dtype)
 
 
+@cache
 def srgb_icc() -> bytes:
+    """One sRGB profile for the whole run: its header holds the second it was made, so two
+    made a second apart differ (a comparison across a clock tick failed once)."""
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
