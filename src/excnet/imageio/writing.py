@@ -161,9 +161,9 @@ def encode_image(
     * ``quality`` (1..100) drives JPEG, WebP and HEIC. JPEG uses 4:4:4 chroma for
       ``quality >= 90`` (restored shadows carry strong colour detail) and 4:2:0 below, but
       never finer than a JPEG input's own (``like.chroma_sampling``): re-encoding a 4:2:0
-      photo at 4:2:0 is closer to the restored pixels than 4:4:4, a fifth smaller and twice
-      as fast to encode (benchmarks/RESULTS.md); no Huffman optimisation pass (it costs
-      ~30 % encode time for ~3 % size).
+      photo at 4:2:0 is closer to the restored pixels than 4:4:4, about 15 % smaller and
+      1.5x faster to encode (benchmarks/jpeg_sampling.py); no Huffman optimisation pass (it
+      costs ~30 % encode time for ~3 % size).
     """
     fmt = normalise_format(format)
     arr = _check_pixels(pixels)
