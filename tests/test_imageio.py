@@ -356,6 +356,18 @@ def test_jpeg_keeps_a_jpeg_inputs_chroma_sampling_or_coarser(
     assert decode_image(out).chroma_sampling == written
 
 
+def test_a_turned_422_jpeg_is_written_with_halved_rows() -> None:
+    """Orientation 6 turns the picture: 4:2:2's halved columns become halved rows (4:4:0)."""
+    img = cv2.GaussianBlur(noise((64, 80, 3)), (0, 0), 2)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "JPEG", quality=95, subsampling=1, exif=exif_bytes(6))
+    like = decode_image(buf.getvalue())
+    assert like.pixels.shape[:2] == (80, 64) and like.chroma_sampling == "4:4:0"
+    out = encode_image(like.pixels, "JPEG", like=like)
+    with Image.open(io.BytesIO(out)) as im:
+        assert [layer[1:3] for layer in im.layer] == [(1, 2), (1, 1), (1, 1)]
+
+
 def test_jpeg_sampling_of_a_grey_jpeg_is_none() -> None:
     buf = io.BytesIO()
     Image.fromarray(noise((32, 32))).save(buf, "JPEG")

@@ -57,8 +57,9 @@ class ImageFile:
     applied to ``pixels``; ``None`` when the file had none. ``icc_profile``: the embedded ICC
     profile or ``None``. ``bit_depth``: 8 or 16, matching ``pixels.dtype``. ``xmp``: the XMP
     packet; ``iptc``: IPTC datasets (pyexiv2 keys → value or list of values).
-    ``chroma_sampling``: a JPEG's colour subsampling, ``"4:4:4"``, ``"4:2:2"`` or ``"4:2:0"``
-    (a JPEG output keeps it: :func:`encode_image`); ``None`` for other files.
+    ``chroma_sampling``: a JPEG's colour subsampling in the upright pixels, ``"4:4:4"``,
+    ``"4:2:2"``, ``"4:4:0"`` or ``"4:2:0"`` (a JPEG output keeps it: :func:`encode_image`);
+    ``None`` for other files.
     """
 
     pixels: np.ndarray
@@ -295,18 +296,21 @@ def _decode_opened(im: Image.Image, data: bytes, name: str, max_pixels: int) -> 
     bit_depth = 16 if pixels.dtype == np.uint16 else 8
     return ImageFile(pixels=pixels, format=fmt, exif=meta.exif, icc_profile=icc,
                      bit_depth=bit_depth, xmp=meta.xmp, iptc=meta.iptc,
-                     chroma_sampling=_jpeg_sampling(im) if fmt == "JPEG" else None)
+                     chroma_sampling=_jpeg_sampling(im, orientation) if fmt == "JPEG" else None)
 
 
 #: Pillow's `JpegImagePlugin.get_sampling` codes → the usual names.
 _SAMPLINGS = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
 
 
-def _jpeg_sampling(im: Image.Image) -> str | None:
-    """A colour JPEG's chroma subsampling from its header; None for grey or unusual ones."""
+def _jpeg_sampling(im: Image.Image, orientation: int) -> str | None:
+    """A colour JPEG's chroma subsampling from its header, as it lies in the upright pixels
+    (an orientation that swaps the axes turns 4:2:2's halved columns into halved rows, 4:4:0);
+    None for grey or unusual ones."""
     from PIL import JpegImagePlugin
 
-    return _SAMPLINGS.get(JpegImagePlugin.get_sampling(im)) if im.mode != "L" else None
+    sampling = _SAMPLINGS.get(JpegImagePlugin.get_sampling(im)) if im.mode != "L" else None
+    return "4:4:0" if sampling == "4:2:2" and orientation in (5, 6, 7, 8) else sampling
 
 
 def _decode_jpeg_fast(im: Image.Image, data: bytes) -> np.ndarray | None:

@@ -220,8 +220,8 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     return strips.look_up(_uint8_table(), arr, np.empty(arr.shape, np.uint8))
 
 
-#: JPEG chroma subsamplings, finest first.
-SAMPLINGS = ("4:4:4", "4:2:2", "4:2:0")
+#: JPEG chroma subsamplings, finest first (4:2:2 halves the columns, 4:4:0 the rows).
+SAMPLINGS = ("4:4:4", "4:2:2", "4:4:0", "4:2:0")
 
 
 def jpeg_sampling(quality: int, source: str | None = None) -> str:
@@ -251,6 +251,7 @@ def _encode_jpeg(arr: np.ndarray, quality: int, sampling: str) -> bytes:
         arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
     factor = {"4:4:4": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
               "4:2:2": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422,
+              "4:4:0": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_440,
               "4:2:0": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420}["4:4:4" if arr.ndim == 2 else sampling]
     ok, data = cv2.imencode(".jpg", arr, [cv2.IMWRITE_JPEG_QUALITY, quality,
                                           cv2.IMWRITE_JPEG_SAMPLING_FACTOR, factor])
