@@ -184,7 +184,7 @@ def encode_file(dst: str, pixels: np.ndarray, like: ImageFile, quality: int = 95
     try:
         return encode_image(pixels, format_from_path(dst), like=like, quality=quality)
     except ImageError as exc:  # named like write_image's errors: by the file's name
-        raise ImageError(f"{dst.rsplit('/', 1)[-1].rsplit(os.sep, 1)[-1]}: {exc}") from None
+        raise ImageError(f"{_file_name(dst)}: {exc}") from None
 
 
 def store_file(dst: str, data: bytes, overwrite: bool = True,
@@ -215,9 +215,14 @@ def _finite_or_none(v: float | None) -> float | None:
     return None if v is None or not math.isfinite(v) else v
 
 
+def _file_name(path: str) -> str:
+    """The last part of a local path or URI (what imageio's messages name a file by)."""
+    return path.rsplit("/", 1)[-1].rsplit(os.sep, 1)[-1]
+
+
 def error_naming(src: str, message: str) -> str:
     """The message with the full source path in front (imageio names only the file)."""
-    name = src.rsplit("/", 1)[-1].rsplit(os.sep, 1)[-1]
+    name = _file_name(src)
     if message.startswith(f"{name}:"):
         return src + message[len(name):]
     return message if src in message else f"{src}: {message}"
