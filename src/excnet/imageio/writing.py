@@ -177,13 +177,13 @@ def encode_image(
             data = _encode_png16(arr, exif=meta.exif, icc=icc)
         elif arr.dtype == np.uint16 and fmt == "TIFF":
             data = _encode_tiff16(arr, icc=icc)
+        elif fmt == "JPEG":
+            sampling = jpeg_sampling(int(quality), like and like.chroma_sampling)
+            return embed(_encode_jpeg(arr, int(quality), sampling), fmt, meta, exif=True,
+                         icc=icc)
         else:
             if arr.dtype == np.uint16:
                 arr = _to_uint8(arr)
-            if fmt == "JPEG":
-                sampling = jpeg_sampling(int(quality), like and like.chroma_sampling)
-                return embed(_encode_jpeg(arr, int(quality), sampling), fmt, meta, exif=True,
-                             icc=icc)
             data = _encode_pil(arr, fmt, meta=meta, icc=icc, quality=int(quality))
         if fmt == "HEIC":  # exiv2 cannot write HEIC: pillow-heif embedded EXIF and XMP
             return data
@@ -235,29 +235,45 @@ def jpeg_sampling(quality: int, source: str | None = None) -> str:
 
 
 def _encode_jpeg(arr: np.ndarray, quality: int, sampling: str) -> bytes:
-    """8-bit pixels to baseline JPEG bytes, alpha dropped, without metadata.
+    """8- or 16-bit pixels to baseline JPEG bytes, alpha dropped, without metadata.
 
     OpenCV's libjpeg-turbo with Pillow's settings (the same quality tables, chroma sampling
     and Huffman tables: byte for byte the file Pillow writes), 1.5x faster, and it releases
     the GIL while it encodes, where Pillow encoding to memory holds it: in a batch the other
-    thread's photo then keeps its core (measured in benchmarks/RESULTS.md).
+    thread's photo then keeps its core (measured in benchmarks/RESULTS.md). A large image is
+    encoded in strips on every core (`jpegstrips`), each strip brought to 8-bit BGR on its
+    own thread.
     """
     import cv2
 
+    from . import jpegstrips
+
     channels = 1 if arr.ndim == 2 else arr.shape[2]
-    if channels in (2, 4):  # JPEG has no alpha: drop it
-        arr = arr[..., 0] if channels == 2 else arr[..., :3]
-    if arr.ndim == 3:
-        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+    grey = channels <= 2
+    sampling = "4:4:4" if grey else sampling
     factor = {"4:4:4": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
               "4:2:2": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422,
               "4:4:0": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_440,
-              "4:2:0": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420}["4:4:4" if arr.ndim == 2 else sampling]
-    ok, data = cv2.imencode(".jpg", arr, [cv2.IMWRITE_JPEG_QUALITY, quality,
-                                          cv2.IMWRITE_JPEG_SAMPLING_FACTOR, factor])
-    if not ok:
-        raise ImageError(f"cannot encode a {arr.shape[1]}x{arr.shape[0]} image as JPEG")
-    return data.tobytes()
+              "4:2:0": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420}[sampling]
+    table = _uint8_table() if arr.dtype == np.uint16 else None
+
+    def prepare(part: np.ndarray) -> np.ndarray:
+        if channels in (2, 4):  # JPEG has no alpha: drop it
+            part = part[..., 0] if channels == 2 else part[..., :3]
+        if table is not None:  # round(x / 257), 64K-pixel bands at a time (cache-sized)
+            wide, part = part, np.empty(part.shape, np.uint8)
+            for rows in strips.bands(part.shape, 1 << 16):
+                np.take(table, wide[rows], out=part[rows])
+        return part if grey else cv2.cvtColor(part, cv2.COLOR_RGB2BGR)
+
+    def encode_one(part: np.ndarray) -> bytes:
+        ok, data = cv2.imencode(".jpg", part, [cv2.IMWRITE_JPEG_QUALITY, quality,
+                                               cv2.IMWRITE_JPEG_SAMPLING_FACTOR, factor])
+        if not ok:
+            raise ImageError(f"cannot encode a {part.shape[1]}x{part.shape[0]} image as JPEG")
+        return data.tobytes()
+
+    return jpegstrips.encode(arr, sampling, encode_one, prepare)
 
 
 def _encode_pil(
