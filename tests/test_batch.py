@@ -80,6 +80,49 @@ def test_restore_file_keeps_16_bit_and_records_fields(tmp_path):
     assert out.mean() > read_image(src).pixels.mean()  # shadows lifted
 
 
+def test_restore_file_takes_an_image_already_being_decoded(tmp_path):
+    """The CLI decodes its first file while it loads the restorer: restore_file restores what
+    that decode gives (here a different picture from the file's) and records its failure."""
+    from concurrent.futures import Future
+
+    from excnet.imageio import ImageError, decode_image, encode_image
+
+    src, dst = tmp_path / "a.png", tmp_path / "a.out.png"
+    write_image(src, make_backlit(48, 64))
+    other = make_backlit(32, 40, seed=5)
+    ahead: Future = Future()
+    ahead.set_result(decode_image(encode_image(other, "PNG"), name="a.png"))
+    rec = restore_file(Restorer(), src, dst, image=ahead)
+    assert rec["status"] == "ok"
+    assert read_image(dst).pixels.shape == (32, 40, 3)  # the decoded picture, not a re-read
+
+    failed: Future = Future()
+    failed.set_exception(ImageError("a.png: truncated or corrupt image data"))
+    rec = restore_file(Restorer(), src, tmp_path / "b.out.png", image=failed)
+    assert rec["status"] == "error" and "truncated" in rec["error"]
+    assert not (tmp_path / "b.out.png").exists()
+
+
+def test_cli_restores_its_read_ahead_first_file_and_the_rest(tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"not a jpeg")  # sorted first: the file decoded ahead fails
+    for i, name in enumerate(("b.jpg", "c.png")):
+        write_image(folder / name, make_backlit(40 + 8 * i, 56, seed=i))
+    code = main(["restore", str(folder), "-o", str(tmp_path / "out"), "--json"])
+    recs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 1
+    assert [Path(r["input"]).name for r in recs] == ["a.jpg", "b.jpg", "c.png"]
+    assert recs[0]["status"] == "error" and "a.jpg" in recs[0]["error"]
+    for r in recs[1:]:
+        assert r["status"] == "ok"
+        assert read_image(r["output"]).pixels.shape == read_image(r["input"]).pixels.shape
+
+    code = main(["restore", str(folder / "c.png"), "-o", str(tmp_path / "one.png")])
+    assert code == 0
+    assert read_image(tmp_path / "one.png").pixels.shape == (48, 56, 3)
+
+
 def test_batch_mirrors_records_and_resumes(tmp_path, capsys):
     src, out = tmp_path / "in", tmp_path / "out"
     files = _tree(src)

@@ -16,6 +16,7 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,20 +232,22 @@ def error_naming(src: str, message: str) -> str:
 def restore_file(restorer: Restorer, src: str | os.PathLike[str], dst: str | os.PathLike[str],
                  curve: Curve | None = None, quality: int = 95, overwrite: bool = True,
                  storage_options: dict | None = None, raw: RawOptions | None = None,
-                 compute: AbstractContextManager | None = None) -> dict:
+                 compute: AbstractContextManager | None = None,
+                 image: Future[ImageFile] | None = None) -> dict:
     """Read src, restore it (estimating the curve unless given), write dst; return the record.
 
     Bad input is recorded (status "error", a one-line message naming the file), not raised.
     compute: held from reading to encoding and released for the write, which mostly waits for
     the disk (a `threading.Semaphore` shared by more threads than it admits: one file is
-    written while the others compute).
+    written while the others compute). image: src already being decoded (the CLI starts its
+    first file while it loads the restorer); "decode" then counts the wait for it.
     """
     rec = new_record(src, dst)
     src, dst = str(src), str(dst)
     try:
         with compute or nullcontext():
             t0 = time.perf_counter()  # not counting a wait for a compute slot
-            img = read_file(src, storage_options, raw)
+            img = read_file(src, storage_options, raw) if image is None else image.result()
             t1 = time.perf_counter()
             res = restorer.restore(img.pixels, curve, in_place=True)  # the file's pixels are ours
             t2 = time.perf_counter()
