@@ -129,7 +129,12 @@ def run_restore(args: argparse.Namespace) -> int:
 
 def _read_ahead(src: Path, raw: RawOptions) -> Future[ImageFile]:
     """Start decoding `src` on a thread of its own, now: the restorer's modules then load
-    (0.2 s of imports) while the file decodes, much of which runs without the GIL."""
+    (0.2 s of imports) while the file decodes, much of which runs without the GIL. The
+    process keeps freed memory first (`keep_freed_memory`), so that the decoder's buffers
+    are reused by the restoration instead of page-faulted anew."""
+    from ..conveyor import keep_freed_memory
+
+    keep_freed_memory()
     future: Future[ImageFile] = Future()
 
     def read() -> None:
