@@ -47,7 +47,7 @@ def test_strips_decode_to_the_pixels_of_one_pass(monkeypatch: pytest.MonkeyPatch
                                                  quality: int) -> None:
     pixels = textured(shape).astype(dtype) * (257 if dtype == np.uint16 else 1)
     monkeypatch.setattr(jpegstrips, "MIN_PIXELS", 1 << 20)
-    split = encode_image(pixels, "JPEG", quality=quality)
+    split = encode_image(pixels, "JPEG", quality=quality, threads=2)
     whole = one_pass(monkeypatch, pixels, quality)
     assert restart_markers(whole) == 0
     assert restart_markers(split) >= 2  # the strips really were joined
@@ -67,7 +67,7 @@ def test_a_jpeg_input_keeps_its_subsampling_in_strips(monkeypatch: pytest.Monkey
     assert src.chroma_sampling == "4:2:0"
     monkeypatch.setattr(jpegstrips, "MIN_PIXELS", 1 << 20)
     pixels = textured((1216, 1024, 3), seed=3)
-    split = encode_image(pixels, "JPEG", quality=95, like=src)
+    split = encode_image(pixels, "JPEG", quality=95, like=src, threads=2)
     assert decode_image(split, name="b.jpg").chroma_sampling == "4:2:0"
     with monkeypatch.context() as m:
         m.setattr(jpegstrips, "MIN_PIXELS", 1 << 62)
@@ -96,3 +96,17 @@ def test_small_images_and_one_thread_take_one_pass() -> None:
 def test_join_refuses_what_is_not_an_encoder_jpeg() -> None:
     with pytest.raises(ValueError, match="not a JPEG"):
         jpegstrips.join([b"\xff\xd8\x00\x00garbage"], 10, 1)
+
+
+def test_one_thread_encodes_in_one_pass() -> None:
+    pixels = textured((1500, 1500, 3))
+    assert restart_markers(encode_image(pixels, "JPEG", threads=1)) == 0
+    assert restart_markers(encode_image(pixels, "JPEG", threads=2)) >= 2
+
+
+def test_a_batch_on_busy_cores_encodes_each_file_on_one() -> None:
+    from excnet.batch import cores_per_file, default_workers
+
+    assert cores_per_file(1) == default_workers()
+    assert cores_per_file(default_workers()) == 1
+    assert cores_per_file(4 * default_workers()) == 1

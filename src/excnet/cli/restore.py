@@ -87,7 +87,7 @@ def run_restore(args: argparse.Namespace) -> int:
     jobs = list(find_images(args.inputs, skip_outputs=args.output is None))
     first = _read_ahead(jobs[0][0], raw) if jobs else None
 
-    from ..batch import compute_slots, default_workers, new_record, restore_file
+    from ..batch import compute_slots, cores_per_file, default_workers, new_record, restore_file
     from ..conveyor import convey
     from ..pipeline import Restorer
 
@@ -100,6 +100,7 @@ def run_restore(args: argparse.Namespace) -> int:
     failures = list(empty)
     workers = args.workers or (1 if args.solver == "excnet" else default_workers())
     slots, threads = compute_slots(workers, len(jobs))
+    encode_threads = cores_per_file(min(workers, max(1, len(jobs))))
     targets = _targets(jobs, args, single_file, one_folder)
 
     def make_step():
@@ -110,7 +111,8 @@ def run_restore(args: argparse.Namespace) -> int:
             if refused is None:
                 ahead = first if first is not None and src == jobs[0][0] else None
                 return restore_file(restorer, src, dst, curve, quality=args.quality, raw=raw,
-                                    compute=slots, image=ahead)
+                                    compute=slots, image=ahead,
+                                    encode_threads=encode_threads)
             rec = new_record(src, dst)
             rec["error"] = refused
             return rec

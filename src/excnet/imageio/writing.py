@@ -149,6 +149,7 @@ def encode_image(
     *,
     like: ImageFile | None = None,
     quality: int = 95,
+    threads: int | None = None,
 ) -> bytes:
     """Encode an array (layouts as :class:`ImageFile`) to JPEG, PNG, TIFF, WebP or HEIC bytes.
 
@@ -163,7 +164,9 @@ def encode_image(
       never finer than a JPEG input's own (``like.chroma_sampling``): re-encoding a 4:2:0
       photo at 4:2:0 is closer to the restored pixels than 4:4:4, about 15 % smaller and
       1.5x faster to encode (benchmarks/jpeg_sampling.py); no Huffman optimisation pass (it
-      costs ~30 % encode time for ~3 % size).
+      costs ~30 % encode time for ~3 % size). A large JPEG is encoded on ``threads`` cores
+      (default: this machine's, at most 4; `jpegstrips`); a batch that keeps every core busy
+      with files of its own passes 1.
     """
     fmt = normalise_format(format)
     arr = _check_pixels(pixels)
@@ -179,8 +182,8 @@ def encode_image(
             data = _encode_tiff16(arr, icc=icc)
         elif fmt == "JPEG":
             sampling = jpeg_sampling(int(quality), like and like.chroma_sampling)
-            return embed(_encode_jpeg(arr, int(quality), sampling), fmt, meta, exif=True,
-                         icc=icc)
+            return embed(_encode_jpeg(arr, int(quality), sampling, threads), fmt, meta,
+                         exif=True, icc=icc)
         else:
             if arr.dtype == np.uint16:
                 arr = _to_uint8(arr)
@@ -234,7 +237,8 @@ def jpeg_sampling(quality: int, source: str | None = None) -> str:
     return max(rule, source, key=SAMPLINGS.index)
 
 
-def _encode_jpeg(arr: np.ndarray, quality: int, sampling: str) -> bytes:
+def _encode_jpeg(arr: np.ndarray, quality: int, sampling: str,
+                 threads: int | None = None) -> bytes:
     """8- or 16-bit pixels to baseline JPEG bytes, alpha dropped, without metadata.
 
     OpenCV's libjpeg-turbo with Pillow's settings (the same quality tables, chroma sampling
@@ -273,7 +277,7 @@ def _encode_jpeg(arr: np.ndarray, quality: int, sampling: str) -> bytes:
             raise ImageError(f"cannot encode a {part.shape[1]}x{part.shape[0]} image as JPEG")
         return data.tobytes()
 
-    return jpegstrips.encode(arr, sampling, encode_one, prepare)
+    return jpegstrips.encode(arr, sampling, encode_one, prepare, threads)
 
 
 def _encode_pil(
