@@ -112,16 +112,18 @@ def test_sigterm_with_8_requests_in_flight_answers_all_and_exits_0(twelve_mp):
 
 def test_what_still_waits_when_the_grace_runs_out_is_refused_cleanly(twelve_mp):
     with process("--workers", "1", "--queue", "8", "--grace", "2") as server:
-        results, threads = post_in_threads(server.url, twelve_mp, 6)
-        assert wait_for(lambda: health(server.url)["pool"]["admitted"] == 6)
+        results, threads = post_in_threads(server.url, twelve_mp, 8)
+        assert wait_for(lambda: health(server.url)["pool"]["admitted"] == 8)
         server.proc.send_signal(signal.SIGTERM)
         for t in threads:
             t.join(60)
         code = server.proc.wait(30)
     assert code == 0
     statuses = sorted(r.status_code for r in results)
-    assert len(statuses) == 6 and set(statuses) <= {200, 503}
-    assert statuses.count(503) >= 3  # one worker, 1 s before refusing: most were waiting
+    assert len(statuses) == 8 and set(statuses) <= {200, 503}
+    # One worker and 1 s before refusing: a 12 MP photo takes 0.2-0.5 s here, so at most
+    # five or six are done and the rest, still waiting, are refused.
+    assert statuses.count(503) >= 2 and statuses.count(200) >= 1
     for r in results:
         if r.status_code == 503:
             assert r.json()["error"]["code"] == "shutting_down"
