@@ -295,9 +295,11 @@ def run_local(jobs: Iterable[Job], config: BatchConfig, workers: int) -> Iterato
         set_threads(config.threads, torch=config.options.get("solver") == "excnet")
     slots, threads = compute_slots(workers)
 
+    encode_threads = cores_per_file(workers)
+
     def make_step():
         restorer = Restorer(**config.options)
-        return lambda job: restore_job(restorer, job, config, slots, cores_per_file(workers))
+        return lambda job: restore_job(restorer, job, config, slots, encode_threads)
 
     return convey(jobs, make_step, threads)
 

@@ -100,7 +100,7 @@ def run_restore(args: argparse.Namespace) -> int:
     failures = list(empty)
     workers = args.workers or (1 if args.solver == "excnet" else default_workers())
     slots, threads = compute_slots(workers, len(jobs))
-    encode_threads = cores_per_file(min(workers, max(1, len(jobs))))
+    encode_threads = cores_per_file(min(workers, len(jobs)))
     targets = _targets(jobs, args, single_file, one_folder)
 
     def make_step():
@@ -109,7 +109,7 @@ def run_restore(args: argparse.Namespace) -> int:
         def step(target: tuple[Path, Path, str | None]) -> dict:
             src, dst, refused = target
             if refused is None:
-                ahead = first if first is not None and src == jobs[0][0] else None
+                ahead = first if src == jobs[0][0] else None
                 return restore_file(restorer, src, dst, curve, quality=args.quality, raw=raw,
                                     compute=slots, image=ahead,
                                     encode_threads=encode_threads)

@@ -264,10 +264,8 @@ def _encode_jpeg(arr: np.ndarray, quality: int, sampling: str,
     def prepare(part: np.ndarray) -> np.ndarray:
         if channels in (2, 4):  # JPEG has no alpha: drop it
             part = part[..., 0] if channels == 2 else part[..., :3]
-        if table is not None:  # round(x / 257), 64K-pixel bands at a time (cache-sized)
-            wide, part = part, np.empty(part.shape, np.uint8)
-            for rows in strips.bands(part.shape, 1 << 16):
-                np.take(table, wide[rows], out=part[rows])
+        if table is not None:  # round(x / 257), as _to_uint8, on this strip's thread only
+            part = strips.look_up(table, part, np.empty(part.shape, np.uint8), threads=1)
         return part if grey else cv2.cvtColor(part, cv2.COLOR_RGB2BGR)
 
     def encode_one(part: np.ndarray) -> bytes:
