@@ -1,8 +1,10 @@
 """Build DNG files from a known scene, for tests and benchmarks (nothing is downloaded).
 
 The "camera" sees linear sRGB through per-channel gains ``CAMERA_GAINS`` (so white balance
-matters) behind an RGGB colour filter array; ColorMatrix1 (XYZ → camera) and AsShotNeutral
-say exactly that, so a correct developer recovers the scene. Data are written uncompressed
+matters), or through any 3 x 3 response ``camera`` (``CROSSTALK``: channels that overlap, as
+real filters do, so the colour matrix matters), behind an RGGB colour filter array;
+ColorMatrix1 (XYZ → camera) and AsShotNeutral say exactly that, so a correct developer
+recovers the scene. Data are written uncompressed
 (16-bit samples) or as lossless JPEG (process 14, two interleaved components per row, as
 cameras and Adobe's converter write them).
 """
@@ -18,6 +20,10 @@ CAMERA_GAINS = np.array([0.5, 1.0, 0.7])
 XYZ_TO_SRGB = np.array([[3.2404542, -1.5371385, -0.4985314],
                         [-0.9692660, 1.8760108, 0.0415560],
                         [0.0556434, -0.2040259, 1.0572252]])
+#: A camera whose channels see each other's light: camera = CROSSTALK @ linear sRGB.
+CROSSTALK = np.diag(CAMERA_GAINS) @ np.array([[0.70, 0.25, 0.05],
+                                              [0.15, 0.70, 0.15],
+                                              [0.05, 0.30, 0.65]])
 CFA = {"RGGB": (0, 1, 1, 2), "BGGR": (2, 1, 1, 0), "GRBG": (1, 0, 2, 1), "GBRG": (1, 2, 0, 1)}
 
 
@@ -31,9 +37,10 @@ def linear_to_srgb(v: np.ndarray) -> np.ndarray:
 
 
 def mosaic(linear: np.ndarray, bits: int = 14, black: int = 512, pattern: str = "RGGB",
-           noise: float = 0.0, seed: int = 0) -> np.ndarray:
-    """Sensor values (uint16) of a linear-sRGB scene (H×W×3, 0..1, even H and W)."""
-    cam = linear * CAMERA_GAINS
+           noise: float = 0.0, seed: int = 0, camera: np.ndarray | None = None) -> np.ndarray:
+    """Sensor values (uint16) of a linear-sRGB scene (H×W×3, 0..1, even H and W) seen
+    through `camera` (3 x 3; default: the gains ``CAMERA_GAINS`` alone)."""
+    cam = linear * CAMERA_GAINS if camera is None else linear @ np.asarray(camera).T
     colours = CFA[pattern]
     out = np.empty(linear.shape[:2], np.float64)
     for i, (dy, dx) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
@@ -89,10 +96,13 @@ def _tiff(entries: dict[int, tuple[str, object]], data: bytes) -> bytes:
 
 def write_dng(raw: np.ndarray, *, bits: int = 14, black: int = 512, pattern: str = "RGGB",
               compress: bool = False, orientation: int = 1, make: str = "Excnet",
-              model: str = "Test Cam", cfa_values: tuple[int, ...] | None = None) -> bytes:
-    """A DNG 1.4 file (bytes) holding the CFA frame ``raw`` in IFD0."""
+              model: str = "Test Cam", cfa_values: tuple[int, ...] | None = None,
+              camera: np.ndarray | None = None) -> bytes:
+    """A DNG 1.4 file (bytes) holding the CFA frame ``raw`` in IFD0, made by `camera` (as
+    `mosaic`'s)."""
     h, w = raw.shape
-    colour_matrix = np.diag(CAMERA_GAINS) @ XYZ_TO_SRGB
+    camera = np.diag(CAMERA_GAINS) if camera is None else np.asarray(camera)
+    colour_matrix = camera @ XYZ_TO_SRGB
     data = ljpeg_encode(raw, bits) if compress else raw.astype("<u2").tobytes()
     entries: dict[int, tuple[str, object]] = {
         254: ("I", 0), 256: ("I", w), 257: ("I", h), 258: ("H", bits if compress else 16),
@@ -101,7 +111,7 @@ def write_dng(raw: np.ndarray, *, bits: int = 14, black: int = 512, pattern: str
         284: ("H", 1), 33421: ("H", (2, 2)), 33422: ("B", cfa_values or CFA[pattern]),
         50706: ("B", (1, 4, 0, 0)), 50707: ("B", (1, 1, 0, 0)),
         50708: ("s", f"{make} {model}"), 50714: ("I", black), 50717: ("I", (1 << bits) - 1),
-        50721: ("SR", _rationals(colour_matrix)), 50728: ("R", _rationals(CAMERA_GAINS)),
+        50721: ("SR", _rationals(colour_matrix)), 50728: ("R", _rationals(camera.sum(axis=1))),
         50778: ("H", 21),  # CalibrationIlluminant1: D65
     }
     return _tiff(entries, data)

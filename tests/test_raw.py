@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skimage.data
-from dngfile import mosaic, srgb_to_linear, write_dng
+from dngfile import CROSSTALK, mosaic, srgb_to_linear, write_dng
 from PIL import Image, ImageCms
 
 from excnet.cli import main
@@ -50,9 +50,10 @@ def cli(capsys, *argv) -> tuple[int, str, str]:
 # --------------------------------------------------------------------------- developing
 
 
-@pytest.mark.parametrize("compress", [False, True])
-def test_decoded_colours_match_the_scene(scene, compress: bool) -> None:
-    data = write_dng(mosaic(srgb_to_linear(scene / 255.0)), compress=compress)
+@pytest.mark.parametrize(("compress", "camera"), [(False, None), (True, None), (True, CROSSTALK)])
+def test_decoded_colours_match_the_scene(scene, compress: bool, camera) -> None:
+    data = write_dng(mosaic(srgb_to_linear(scene / 255.0), camera=camera), compress=compress,
+                     camera=camera)
     img = decode_image(data, name="cat.dng", raw=RawOptions(highlights="clip"))
     assert img.format == RAW and img.bit_depth == 16 and img.pixels.dtype == np.uint16
     assert img.pixels.shape == scene.shape
@@ -60,7 +61,8 @@ def test_decoded_colours_match_the_scene(scene, compress: bool) -> None:
     truth = interior(scene)
     # white balance and colour matrix applied: per-channel means within 1 level of 255
     np.testing.assert_allclose(got.reshape(-1, 3).mean(0), truth.reshape(-1, 3).mean(0), atol=1.0)
-    assert np.abs(got - truth).mean() < 3.0  # demosaic error on fur and whiskers
+    # demosaic error on fur and whiskers (a crosstalk matrix amplifies it a little)
+    assert np.abs(got - truth).mean() < (3.0 if camera is None else 3.5)
 
 
 def test_default_highlight_mode_keeps_mid_tones(scene, dng) -> None:

@@ -16,13 +16,12 @@ or its error, so no temp file and no half-written output is left behind.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
+
+from .memory import keep_freed_memory
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -31,30 +30,6 @@ R = TypeVar("R")
 #: finds its next job waiting, while the results still to be yielded stay few.
 LOOKAHEAD = 2
 _END = object()
-# glibc's mallopt parameters.
-_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
-
-
-def keep_freed_memory() -> bool:
-    """Let the process reuse the memory of freed large arrays instead of returning it.
-
-    glibc hands every block over 32 MB back to the kernel when it is freed, so each array of
-    a 12 MP photo (36 to 48 MB; a dozen per photo) is mapped, page-faulted and zeroed anew:
-    about 0.2 s of system time per photo, measured. Served from the heap and kept there, the
-    next photo reuses the same pages; the peak memory is the same. Process-wide and for
-    glibc only (elsewhere nothing changes); returns whether it applied.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    # One arena: the threads share one heap (per-thread arenas would each hold their own
-    # freed photos: 1.6 GB instead of 0.45 GB with three threads, measured).
-    return all(mallopt(param, value) for param, value in (
-        (_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1)))
 
 
 def convey(jobs: Iterable[J], make_step: Callable[[], Callable[[J], R]], workers: int,

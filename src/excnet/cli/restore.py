@@ -134,7 +134,7 @@ def _read_ahead(src: Path, raw: RawOptions) -> Future[ImageFile]:
     (0.2 s of imports) while the file decodes, much of which runs without the GIL. The
     process keeps freed memory first (`keep_freed_memory`), so that the decoder's buffers
     are reused by the restoration instead of page-faulted anew."""
-    from ..conveyor import keep_freed_memory
+    from ..memory import keep_freed_memory
 
     keep_freed_memory()
     future: Future[ImageFile] = Future()

@@ -17,11 +17,16 @@ import numpy as np
 
 from .. import strips
 from ..colour import roll_off
+from ..memory import mapped_ahead
 from . import iccprofiles
 from .formats import RAW, ImageError, tiff_data_cut
 from .metadata import read_metadata
 from .rawoptions import COLORSPACES, DEMOSAIC, HIGHLIGHT_MODES, RawOptions
 from .reading import ImageFile, short, too_many_pixels
+
+#: Bytes per sensor pixel that LibRaw's development allocates: its 4-channel 16-bit working
+#: image and the 3-channel 16-bit output.
+DEVELOP_BYTES = 8 + 6
 
 
 class NotRawError(ImageError):
@@ -66,10 +71,23 @@ def _decode(data: bytes, name: str, max_pixels: int, options: RawOptions) -> np.
             raise ImageError(f"{name}: zero-sized image ({width}x{height} pixels)")
         if width * height > max_pixels:
             raise too_many_pixels(name, width, height, max_pixels)
+        # LibRaw unpacks on one thread; meanwhile another maps the memory the development
+        # will allocate (0.2-0.5 s of page faults at 24 MP, measured, taken off the path).
+        with mapped_ahead(DEVELOP_BYTES * int(sizes.raw_width) * int(sizes.raw_height)):
+            _unpack(raw, name)
         _check_sensor(raw, name)
         return _develop(raw, options, name)
     finally:
         raw.close()
+
+
+def _unpack(raw, name: str) -> None:  # noqa: ANN001 - rawpy.RawPy
+    import rawpy
+
+    try:
+        raw.unpack()
+    except (rawpy.LibRawError, rawpy.LibRawFatalError, ValueError) as exc:
+        raise ImageError(f"{name}: truncated or corrupt RAW data ({short(exc)})") from None
 
 
 def _check_sensor(raw, name: str) -> None:  # noqa: ANN001 - rawpy.RawPy
