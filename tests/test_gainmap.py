@@ -30,6 +30,37 @@ def test_bands_cover_the_image_once() -> None:
         assert all((p.stop - p.start) % multiple == 0 for p in parts[:-1])
 
 
+def test_for_each_gives_each_thread_a_run_of_neighbouring_bands() -> None:
+    import os
+    import threading
+
+    parts = strips.bands((1000, 333), pixels=20 * 333)  # 50 bands
+    seen: list[tuple[int, slice]] = []
+    strips.for_each(lambda rows: seen.append((threading.get_ident(), rows)), parts, threads=2)
+    assert sorted(r.start for _, r in seen) == [p.start for p in parts]  # each band once
+    by_thread: dict[int, list[int]] = {}
+    for ident, rows in seen:
+        by_thread.setdefault(ident, []).append(parts.index(rows))
+    assert len(by_thread) == min(2, os.cpu_count() or 1)
+    for indices in by_thread.values():  # a run of neighbours, in order
+        assert indices == list(range(indices[0], indices[0] + len(indices)))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_restoring_on_two_threads_gives_the_one_thread_pixels(dtype) -> None:
+    from excnet.pipeline import Restorer
+
+    img = noisy_dark(700, 1100, seed=5).astype(dtype)
+    if dtype == np.uint16:
+        img = img * 257
+    restorer = Restorer()
+    one = restorer.restore(img, threads=1)
+    two = restorer.restore(img, threads=2)
+    assert one.denoise["cleaned"] > 0.3  # clean lifting's per-span maps are exercised
+    np.testing.assert_array_equal(two.image, one.image)
+    assert not np.array_equal(one.image, img)
+
+
 def test_gain_map_reads_like_the_whole_table() -> None:
     base = luminance(make_backlit(120, 160, seed=3))
     curve = Curve(0.8, 0.3, exposure=1.2, monotonic=True)

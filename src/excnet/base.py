@@ -128,14 +128,14 @@ def upsample(grid: np.ndarray, s: int, rows: slice, cols: slice) -> np.ndarray:
 
 
 def fast_guided_filter(y: np.ndarray, radius: int, eps: float = EPS,
-                       low_radius: int = LOW_RADIUS) -> np.ndarray:
+                       low_radius: int = LOW_RADIUS, threads: int = 1) -> np.ndarray:
     """Self-guided filter computed on a reduced grid; float32 (H, W) like `guided_filter`.
 
     He & Sun's "fast guided filter" (arXiv:1505.00996), except that the grid holds the exact
     area means of y and y^2, so the variance keeps the texture finer than a cell (subsampling
     y itself loses it). The coefficients a, b are computed and box-averaged there, upsampled
     bilinearly, and q = a * y + b is formed at full resolution, a band of rows at a time
-    (`strips`). Radii up to `low_radius` run the exact filter.
+    (`strips`), the bands shared by `threads`. Radii up to `low_radius` run the exact filter.
     """
     if radius <= low_radius:
         return guided_filter(y, radius, eps)
@@ -149,8 +149,7 @@ def fast_guided_filter(y: np.ndarray, radius: int, eps: float = EPS,
         cv2.add(out, upsample(b, s, rows, cols), dst=out)
 
     # Whole cells, and bands twice the usual: each upsamples a cell of margin on both sides.
-    for rows in strips.bands(y.shape, 2 * strips.PIXELS, multiple=s):
-        band(rows)
+    strips.for_each(band, strips.bands(y.shape, 2 * strips.PIXELS, multiple=s), threads)
     return q
 
 
@@ -161,9 +160,9 @@ def base_layer(y: np.ndarray, eps: float = EPS,
 
 
 def fast_base_layer(y: np.ndarray, eps: float = EPS,
-                    radius_fraction: float = RADIUS_FRACTION) -> np.ndarray:
-    """`base_layer` through `fast_guided_filter`: the default restoration path."""
-    return fast_guided_filter(y, radius_for(y.shape, radius_fraction), eps)
+                    radius_fraction: float = RADIUS_FRACTION, threads: int = 1) -> np.ndarray:
+    """`base_layer` through `fast_guided_filter` (on `threads`): the default restoration path."""
+    return fast_guided_filter(y, radius_for(y.shape, radius_fraction), eps, threads=threads)
 
 
 def network_input(base: np.ndarray, size: int = INPUT_SIZE, exact: bool = False) -> np.ndarray:

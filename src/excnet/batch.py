@@ -236,7 +236,7 @@ def restore_file(restorer: Restorer, src: str | os.PathLike[str], dst: str | os.
                  curve: Curve | None = None, quality: int = 95, overwrite: bool = True,
                  storage_options: dict | None = None, raw: RawOptions | None = None,
                  compute: AbstractContextManager | None = None,
-                 image: Future[ImageFile] | None = None, encode_threads: int = 1) -> dict:
+                 image: Future[ImageFile] | None = None, cores: int = 1) -> dict:
     """Read src, restore it (estimating the curve unless given), write dst; return the record.
 
     Bad input is recorded (status "error", a one-line message naming the file), not raised.
@@ -244,7 +244,8 @@ def restore_file(restorer: Restorer, src: str | os.PathLike[str], dst: str | os.
     the disk (a `threading.Semaphore` shared by more threads than it admits: one file is
     written while the others compute). image: src already being decoded (the CLI starts its
     first file while it loads the restorer); "decode" then counts the wait for it.
-    encode_threads: cores a JPEG output is encoded on (`cores_per_file`).
+    cores: how many cores the restoration and a JPEG output's encoding run on
+    (`cores_per_file`).
     """
     rec = new_record(src, dst)
     src, dst = str(src), str(dst)
@@ -253,9 +254,10 @@ def restore_file(restorer: Restorer, src: str | os.PathLike[str], dst: str | os.
             t0 = time.perf_counter()  # not counting a wait for a compute slot
             img = read_file(src, storage_options, raw) if image is None else image.result()
             t1 = time.perf_counter()
-            res = restorer.restore(img.pixels, curve, in_place=True)  # the file's pixels are ours
+            # The file's pixels are ours to restore in place.
+            res = restorer.restore(img.pixels, curve, in_place=True, threads=cores)
             t2 = time.perf_counter()
-            data = encode_file(dst, res.image, img, quality, encode_threads)
+            data = encode_file(dst, res.image, img, quality, cores)
         store_file(dst, data, overwrite, storage_options)
         t3 = time.perf_counter()
     except (ImageError, ValueError, OSError) as exc:
@@ -272,14 +274,14 @@ def restore_file(restorer: Restorer, src: str | os.PathLike[str], dst: str | os.
 
 
 def restore_job(restorer: Restorer, job: Job, config: BatchConfig,
-                compute: AbstractContextManager | None = None, encode_threads: int = 1) -> dict:
+                compute: AbstractContextManager | None = None, cores: int = 1) -> dict:
     """restore_file for a worker: even an unexpected failure becomes an error record, so one
     file can never stop a batch."""
     src, dst = job
     try:
         return restore_file(restorer, src, dst, config.curve, config.quality,
                             storage_options=config.storage_options, raw=config.raw,
-                            compute=compute, encode_threads=encode_threads)
+                            compute=compute, cores=cores)
     except Exception as exc:  # noqa: BLE001 - recorded, and the batch goes on
         rec = new_record(src, dst)
         rec["error"] = f"{src}: internal error ({type(exc).__name__}: {exc})"
@@ -295,19 +297,19 @@ def run_local(jobs: Iterable[Job], config: BatchConfig, workers: int) -> Iterato
         set_threads(config.threads, torch=config.options.get("solver") == "excnet")
     slots, threads = compute_slots(workers)
 
-    encode_threads = cores_per_file(workers)
+    cores = cores_per_file(workers)
 
     def make_step():
         restorer = Restorer(**config.options)
-        return lambda job: restore_job(restorer, job, config, slots, encode_threads)
+        return lambda job: restore_job(restorer, job, config, slots, cores)
 
     return convey(jobs, make_step, threads)
 
 
 def cores_per_file(workers: int) -> int:
     """Cores each of `workers` files restored at once may use on its own: a single photo
-    encodes its JPEG on all of them, a batch that fills every core with files on one
-    (strips on busy cores cost a -j 2 batch 6 %, measured)."""
+    is restored and its JPEG encoded on all of them, a batch that fills every core with files
+    on one (strips on busy cores cost a -j 2 batch 6 %, measured)."""
     return max(1, default_workers() // max(1, workers))
 
 

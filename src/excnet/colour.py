@@ -101,8 +101,9 @@ def scale_to_255(dtype: np.dtype) -> float:
     return 255.0 / np.iinfo(dtype).max
 
 
-def luminance(pixels: np.ndarray) -> np.ndarray:
-    """Y = 0.299 R + 0.587 G + 0.114 B on the 0..255 scale, float32 (H, W). Alpha is ignored."""
+def luminance(pixels: np.ndarray, threads: int = 1) -> np.ndarray:
+    """Y = 0.299 R + 0.587 G + 0.114 B on the 0..255 scale, float32 (H, W). Alpha is ignored.
+    threads: how many threads share the bands of a colour image (`strips.for_each`)."""
     check_pixels(pixels)
     k = scale_to_255(pixels.dtype)
     if colour_channels(pixels) == 1:
@@ -111,8 +112,8 @@ def luminance(pixels: np.ndarray) -> np.ndarray:
     weights = np.zeros((1, pixels.shape[2]), np.float32)
     weights[0, :3] = [w * k for w in LUMA_WEIGHTS]
     y = np.empty(pixels.shape[:2], np.float32)
-    for rows in strips.bands(pixels.shape):
-        cv2.transform(pixels[rows].astype(np.float32), weights, dst=y[rows])
+    strips.for_each(lambda rows: cv2.transform(pixels[rows].astype(np.float32), weights,
+                                               dst=y[rows]), strips.bands(pixels.shape), threads)
     return y
 
 

@@ -20,6 +20,7 @@ float32 on 0..255 (as `colour.luminance`); `gain` (H, W) float32. Grids are (H/s
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import cv2
@@ -200,7 +201,8 @@ def clean_cells(pixels: np.ndarray, y: np.ndarray, gain_cells: np.ndarray, noise
 
 def lift(pixels: np.ndarray, y: np.ndarray, gain, mode: str = DEFAULT_MODE,  # noqa: ANN001
          sigma: float | None = None, settings: Settings | None = None,
-         chroma_gain=None, out: np.ndarray | None = None) -> Lifted:  # noqa: ANN001
+         chroma_gain=None, out: np.ndarray | None = None,  # noqa: ANN001
+         threads: int = 1) -> Lifted:
     """Apply the per-pixel gain (H, W) to pixels, cleaning what the gain would amplify.
 
     Returns `Lifted`; its image has the same shape and dtype, alpha untouched. mode "off", and
@@ -213,10 +215,12 @@ def lift(pixels: np.ndarray, y: np.ndarray, gain, mode: str = DEFAULT_MODE,  # n
     constants replaced (for trials). gain / chroma_gain: (H, W) arrays or `gainmap` maps;
     chroma_gain is a separate gain for the colour offsets, as `colour.apply_gains` takes it
     (then that replaces `apply_gain` above); None: the luma gain for both. out: where to
-    write the image (pixels itself is allowed); the other inputs are never modified.
+    write the image (pixels itself is allowed); the other inputs are never modified. threads:
+    how many threads apply the gain (`gainmap.render`).
     """
     if check_mode(mode) == "off":
-        return Lifted(render(pixels, y, gain, chroma_gain, out=out), mode, None, 0.0)
+        return Lifted(render(pixels, y, gain, chroma_gain, out=out, threads=threads), mode,
+                      None, 0.0)
     st = settings or SETTINGS[mode]
     if sigma is None:
         sigma = noise_level(y, gain)
@@ -228,7 +232,8 @@ def lift(pixels: np.ndarray, y: np.ndarray, gain, mode: str = DEFAULT_MODE,  # n
     n = colour_channels(pixels)
     spans = _active_spans(gain, float(np.sqrt(noise_var + step_var)), st)
     if not spans:
-        return Lifted(render(pixels, y, gain, chroma_gain, out=out), mode, sigma, 0.0)
+        return Lifted(render(pixels, y, gain, chroma_gain, out=out, threads=threads), mode,
+                      sigma, 0.0)
     # One grid over the spans' bounding box with a margin, so the filters see the same
     # neighbourhood as on the whole image; cells aligned with the image's.
     margin = (3 * max(1, round(st.window / s)) + 2) * s + int(np.ceil(3 * st.chroma_blur))
@@ -246,7 +251,9 @@ def lift(pixels: np.ndarray, y: np.ndarray, gain, mode: str = DEFAULT_MODE,  # n
     np.clip(np.rint(target, out=target), 0, np.iinfo(pixels.dtype).max, out=target)
     added = target.astype(pixels.dtype)
     span_of = {r0: (r0, r1, c0, c1) for r0, r1, c0, c1 in spans}
-    upsampled: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # the current span's, once
+    # The current span's upsampled maps, made once per thread (render's threads take
+    # neighbouring bands, so each meets a span's bands in a row).
+    local = threading.local()
 
     def adjust(rows: slice, g: np.ndarray, c: np.ndarray | None
                ) -> tuple[slice, np.ndarray] | None:
@@ -255,6 +262,9 @@ def lift(pixels: np.ndarray, y: np.ndarray, gain, mode: str = DEFAULT_MODE,  # n
         if span is None:
             return None
         r0, r1, c0, c1 = span
+        upsampled = getattr(local, "spans", None)
+        if upsampled is None:
+            upsampled = local.spans = {}
         if start not in upsampled:
             upsampled.clear()
             here = slice(r0 - y0, r1 - y0), slice(c0 - x0, c1 - x0)
@@ -265,7 +275,8 @@ def lift(pixels: np.ndarray, y: np.ndarray, gain, mode: str = DEFAULT_MODE,  # n
                 cv2.multiply(part[:, c0:c1], kept, dst=part[:, c0:c1])
         return slice(c0, c1), more
 
-    out = render(pixels, y, gain, chroma_gain, adjust, align=SPAN_ROWS, out=out)
+    out = render(pixels, y, gain, chroma_gain, adjust, align=SPAN_ROWS, out=out,
+                 threads=threads)
     cleaned = sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in spans) / (h * w)
     return Lifted(out, mode, sigma, cleaned)
 

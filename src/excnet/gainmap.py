@@ -96,8 +96,8 @@ Adjust = Callable[[slice, np.ndarray, "np.ndarray | None"], "tuple[slice, np.nda
 
 
 def render(pixels: np.ndarray, y: np.ndarray, gains, chroma=None,  # noqa: ANN001
-           adjust: Adjust | None = None, align: int = 1, out: np.ndarray | None = None
-           ) -> np.ndarray:
+           adjust: Adjust | None = None, align: int = 1, out: np.ndarray | None = None,
+           threads: int = 1) -> np.ndarray:
     """`colour.apply_gain` (chroma None) or `colour.apply_gains` of the maps, band by band.
 
     gains / chroma: a `GainMap` / `ChromaMap`, or (H, W) arrays. adjust(rows, g, c) may scale
@@ -105,6 +105,8 @@ def render(pixels: np.ndarray, y: np.ndarray, gains, chroma=None,  # noqa: ANN00
     every band lies within one block of `align` rows (a power of two). Same shape and dtype
     out; the same pixels as the whole-image functions. The maps given are never modified.
     out: where to write (pixels itself is allowed: each band is read before it is written).
+    threads: how many threads share the bands (`strips.for_each`); adjust is then called from
+    each of them, on neighbouring bands.
     """
     check_pixels(pixels)
     if out is None:
@@ -140,8 +142,7 @@ def render(pixels: np.ndarray, y: np.ndarray, gains, chroma=None,  # noqa: ANN00
     step = max(1, BAND_PIXELS // max(1, pixels.shape[1]))
     if align > 1:  # within one aligned block: align itself or a power of two below it
         step = align if step >= align else 1 << (step.bit_length() - 1)
-    for rows in strips.bands(pixels.shape, step * pixels.shape[1]):
-        band(rows)
+    strips.for_each(band, strips.bands(pixels.shape, step * pixels.shape[1]), threads)
     return out
 
 

@@ -158,13 +158,14 @@ class Restorer:
         """(base layer (H, W) on 0..255, network input (128, 128) in [0, 1])."""
         return self._layers(image)[1:]
 
-    def _layers(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _layers(self, image: np.ndarray, threads: int = 1
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(luminance (H, W) and its base layer on 0..255, network input (128, 128))."""
-        y = luminance(image)
+        y = luminance(image, threads)
         if self.exact:
             base = base_layer(y, self.tone.eps, self.tone.radius_fraction)
         else:
-            base = fast_base_layer(y, self.tone.eps, self.tone.radius_fraction)
+            base = fast_base_layer(y, self.tone.eps, self.tone.radius_fraction, threads)
         return y, base, network_input(base, exact=self.exact or self.tone == FAITHFUL)
 
     def curve_for(self, phi_s: float, phi_h: float, decision: Decision | None = None) -> Curve:
@@ -176,17 +177,18 @@ class Restorer:
         return replace(curve, exposure=decision.exposure, amount=decision.amount)
 
     def restore(self, image: np.ndarray, curve: Curve | None = None, *,
-                in_place: bool = False) -> Result:
+                in_place: bool = False, threads: int = 1) -> Result:
         """Restore one image. With `curve` given, estimation is skipped and that curve applied.
 
         in_place: write the result into `image` itself (the caller gives the input up; a
         12 MP photo then needs one full-size array less, which a fresh process pays for in
         page faults). A read-only image, and renderings other than the plain and default
-        ones, are still copied."""
+        ones, are still copied. threads: how many threads share the full-resolution passes
+        (1.1-1.2x faster on 2 cores; for a photo that has the cores to itself)."""
         check_pixels(image)
         seconds: dict[str, float] = {}
         t0 = time.perf_counter()
-        y, base, x = self._layers(image)
+        y, base, x = self._layers(image, threads)
         t1 = time.perf_counter()
         seconds["base"] = t1 - t0
         decided = decide(x)
@@ -205,10 +207,12 @@ class Restorer:
         if not self.plain:  # a trial rendering: whole-image float arithmetic
             out, cleaning = apply_tone_gain(image, gains[...], self.tone), OFF.report()
         elif self.denoise != "off":
-            lifted = lift(image, y, gains, self.denoise, chroma_gain=chroma, out=into)
+            lifted = lift(image, y, gains, self.denoise, chroma_gain=chroma, out=into,
+                          threads=threads)
             out, cleaning = lifted.image, lifted.report()
         else:
-            out, cleaning = render(image, y, gains, chroma, out=into), OFF.report()
+            out = render(image, y, gains, chroma, out=into, threads=threads)
+            cleaning = OFF.report()
         seconds["apply"] = time.perf_counter() - t2
         return Result(out, curve, iterations, loss, converged, seconds,
                       judged.needs_correction, mean_gain, cleaning)

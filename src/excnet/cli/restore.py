@@ -100,7 +100,7 @@ def run_restore(args: argparse.Namespace) -> int:
     failures = list(empty)
     workers = args.workers or (1 if args.solver == "excnet" else default_workers())
     slots, threads = compute_slots(workers, len(jobs))
-    encode_threads = cores_per_file(min(workers, len(jobs)))
+    cores = cores_per_file(min(workers, len(jobs)))
     targets = _targets(jobs, args, single_file, one_folder)
 
     def make_step():
@@ -111,8 +111,7 @@ def run_restore(args: argparse.Namespace) -> int:
             if refused is None:
                 ahead = first if src == jobs[0][0] else None
                 return restore_file(restorer, src, dst, curve, quality=args.quality, raw=raw,
-                                    compute=slots, image=ahead,
-                                    encode_threads=encode_threads)
+                                    compute=slots, image=ahead, cores=cores)
             rec = new_record(src, dst)
             rec["error"] = refused
             return rec
