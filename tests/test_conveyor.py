@@ -282,6 +282,19 @@ def test_help_imports_neither_torch_nor_numpy_nor_cv2(argv):
     assert proc.stdout.rsplit("HEAVY", 1)[1].split() == []
 
 
+def test_the_raw_reader_loads_no_opencv_before_libraw_starts():
+    """A command's first file is decoded while the restorer's modules load: OpenCV's import
+    (0.1-0.2 s holding the GIL) must not come before LibRaw's unpack."""
+    proc = _python("""
+        import sys
+        import excnet.imageio.raw
+        import excnet.memory
+        print("LOADED", *(m for m in ("cv2", "excnet.colour", "torch") if m in sys.modules))
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.rsplit("LOADED", 1)[1].split() == []
+
+
 def test_an_empty_batch_starts_no_thread_and_imports_no_torch(tmp_path):
     (tmp_path / "empty").mkdir()
     proc = _python("""

@@ -5,6 +5,10 @@ the camera's white balance and colour matrix into the chosen output space, no au
 brightening (the restorer decides the lift), an optional exposure shift and a highlight mode
 for clipped skies. LibRaw applies the file's orientation itself, so the pixels come out
 upright and the carried EXIF says Orientation 1.
+
+Nothing that loads OpenCV is imported before LibRaw starts (the tone table's roll-off and
+the ICC profiles are imported when needed): a command's first RAW file is decoded while the
+restorer's modules load, and OpenCV's import would hold the GIL for 0.1-0.2 s first.
 """
 
 from __future__ import annotations
@@ -16,9 +20,7 @@ from functools import cache
 import numpy as np
 
 from .. import strips
-from ..colour import roll_off
 from ..memory import mapped_ahead
-from . import iccprofiles
 from .formats import RAW, ImageError, tiff_data_cut
 from .metadata import read_metadata
 from .rawoptions import COLORSPACES, DEMOSAIC, HIGHLIGHT_MODES, RawOptions
@@ -47,7 +49,11 @@ def decode_raw(data: bytes, name: str, max_pixels: int, options: RawOptions) -> 
         meta = side.submit(read_metadata, data)
         pixels = _decode(data, name, max_pixels, options)
     space = COLORSPACES[options.colorspace][0]
-    icc = None if space == "sRGB" else iccprofiles.profile(options.colorspace)
+    icc = None
+    if space != "sRGB":
+        from . import iccprofiles
+
+        icc = iccprofiles.profile(options.colorspace)
     found = meta.result()
     return ImageFile(pixels=pixels, format=RAW, exif=found.exif, icc_profile=icc, bit_depth=16,
                      xmp=found.xmp, iptc=found.iptc)
@@ -149,6 +155,8 @@ def tone_table(gain: float, transfer: float | str) -> np.ndarray:
     """65536-entry table: linear value → gain, highlights rolled off (`colour.roll_off`: up
     to its knee the gain is exact, above it recovered highlights keep their gradation instead
     of clipping), then the transfer curve."""
+    from ..colour import roll_off
+
     t = roll_off(np.arange(65536, dtype=np.float64) / 65535.0, gain)
     if transfer == "srgb":
         v = np.where(t <= 0.0031308, 12.92 * t, 1.055 * np.power(t, 1 / 2.4) - 0.055)
