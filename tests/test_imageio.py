@@ -134,6 +134,28 @@ def test_16bit_keeps_more_than_256_levels(tmp_path: Path, suffix: str) -> None:
     assert np.any(got % 257 != 0)
 
 
+@pytest.mark.parametrize("shape", [(300, 200, 3), (300, 200, 4), (300, 200)])
+def test_16bit_tiff_is_deflated_after_differencing_in_strips(shape: tuple[int, ...]) -> None:
+    """A RAW file's default output: deflate with predictor 2 in 64-row strips (compressed on
+    several cores, the same bytes on one), read back exactly by tifffile and OpenCV."""
+    ramp = np.linspace(0, 60000, shape[0] * shape[1]).reshape(shape[:2])
+    pixels = (ramp[..., None] if len(shape) == 3 else ramp) + noise(shape, np.uint16, seed=4) % 64
+    pixels = pixels.astype(np.uint16)
+    one = encode_image(pixels, "TIFF", threads=1)
+    assert encode_image(pixels, "TIFF", threads=2) == one
+    with tifffile.TiffFile(io.BytesIO(one)) as tif:
+        page = tif.pages[0]
+        assert page.compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+        assert page.predictor == tifffile.PREDICTOR.HORIZONTAL
+        assert page.rowsperstrip == writing.TIFF_STRIP_ROWS and len(page.dataoffsets) == 5
+        np.testing.assert_array_equal(page.asarray(), pixels)
+    np.testing.assert_array_equal(decode_image(one, name="x.tif").pixels, pixels)
+    plain = io.BytesIO()  # the same deflate without differencing
+    tifffile.imwrite(plain, pixels, compression="zlib", compressionargs={"level": 1},
+                     photometric="rgb" if len(shape) == 3 else "minisblack")
+    assert len(one) < len(plain.getvalue())
+
+
 def test_16bit_rgb_written_by_opencv_reads_as_rgb(tmp_path: Path) -> None:
     rgb = np.zeros((8, 10, 3), np.uint16)
     rgb[..., 0] = 60000  # red
