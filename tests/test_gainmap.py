@@ -46,6 +46,18 @@ def test_for_each_gives_each_thread_a_run_of_neighbouring_bands() -> None:
         assert indices == list(range(indices[0], indices[0] + len(indices)))
 
 
+def test_for_each_raises_a_helper_threads_error_and_takes_no_bands() -> None:
+    parts = strips.bands((1000, 333), pixels=20 * 333)
+
+    def work(rows: slice) -> None:
+        if rows.start >= 900:  # the last run, a helper's when there are two threads
+            raise MemoryError("no room")
+
+    with pytest.raises(MemoryError, match="no room"):
+        strips.for_each(work, parts, threads=2)
+    strips.for_each(work, [], threads=2)  # nothing to do
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_restoring_on_two_threads_gives_the_one_thread_pixels(dtype) -> None:
     from excnet.pipeline import Restorer

@@ -244,8 +244,8 @@ def restore_file(restorer: Restorer, src: str | os.PathLike[str], dst: str | os.
     the disk (a `threading.Semaphore` shared by more threads than it admits: one file is
     written while the others compute). image: src already being decoded (the CLI starts its
     first file while it loads the restorer); "decode" then counts the wait for it.
-    cores: how many cores the restoration and a JPEG output's encoding run on
-    (`cores_per_file`).
+    cores: how many cores the restoration and the encoding (a JPEG's or a 16-bit TIFF's
+    strips) run on (`cores_per_file`).
     """
     rec = new_record(src, dst)
     src, dst = str(src), str(dst)

@@ -43,21 +43,27 @@ def look_up(table: np.ndarray, pixels: np.ndarray, out: np.ndarray,
 def for_each(work: Callable[[slice], object], parts: Sequence[slice], threads: int = 1) -> None:
     """work(rows) for every band of `parts`, shared out in runs of neighbouring bands to
     `threads` threads (at most one per core; this thread is one of them). For passes whose
-    calls release the GIL (OpenCV, NumPy) and whose bands write disjoint rows."""
+    calls release the GIL (OpenCV, NumPy) and whose bands write disjoint rows. An exception
+    in any thread is raised here, once every thread has stopped."""
+    if not parts:  # no rows
+        return
     threads = min(threads, os.cpu_count() or 1, len(parts))
     per = -(-len(parts) // max(1, threads))
     shares = [parts[i:i + per] for i in range(0, len(parts), per)]
+    failed: list[BaseException] = []
 
     def run(share: Sequence[slice]) -> None:
-        for rows in share:
-            work(rows)
+        try:
+            for rows in share:
+                work(rows)
+        except BaseException as exc:  # noqa: BLE001 - raised by the calling thread below
+            failed.append(exc)
 
     helpers = [threading.Thread(target=run, args=(share,)) for share in shares[1:]]
     for helper in helpers:
         helper.start()
-    try:
-        if shares:
-            run(shares[0])
-    finally:
-        for helper in helpers:
-            helper.join()
+    run(shares[0])
+    for helper in helpers:
+        helper.join()
+    if failed:
+        raise failed[0]
