@@ -98,12 +98,15 @@ def mapped_ahead(nbytes: int) -> Iterator[None]:
 
         blocks = []
         outside = heap_use()[2]
-        while len(blocks) * CHUNK < nbytes and not stop.is_set():  # free space comes first
-            block = np.empty(CHUNK, np.uint8)
-            if heap_use()[2] > outside:  # mapped outside the heap: freeing unmaps it
-                return
-            block[::_PAGE] = 0
-            blocks.append(block)
+        try:
+            while len(blocks) * CHUNK < nbytes and not stop.is_set():  # free space first
+                block = np.empty(CHUNK, np.uint8)
+                if heap_use()[2] > outside:  # mapped outside the heap: freeing unmaps it
+                    return
+                block[::_PAGE] = 0
+                blocks.append(block)
+        except MemoryError:  # a head start only: the work itself reports a lack of memory
+            return
 
     helper = threading.Thread(target=touch, name="excnet-map-ahead", daemon=True)
     helper.start()
