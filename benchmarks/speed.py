@@ -6,6 +6,7 @@
     python benchmarks/speed.py --configs "default (direct)" "excnet small"
     python benchmarks/speed.py --starts-only      # only the process-start table (quick)
     python benchmarks/speed.py --starts 5         # fewer fresh processes per start figure
+    python benchmarks/speed.py --starts-only --no-raw   # without the 24 MP DNG rows
 
 Every figure comes from the real command line, `excnet restore FILES... --json`, one process
 per (size, solver, architecture): its first image is the cold figure; the warm figures are the
@@ -20,8 +21,9 @@ at 12 MP, in process, and checks that the default fast path gives the same phi a
 the exact one.
 
 Process start: what a user waits for, from launching `excnet` to its exit (imports included),
-as the median of --starts fresh processes: the help, one photo at 1 and 12 MP (restored to a
-file) and a batch of an empty folder.
+as the median of --starts fresh processes: the help, one photo at 1 and 12 MP and a 24 MP
+camera DNG, lossless-JPEG compressed and uncompressed (`benchmarks/raw.py`'s files), each
+restored to a JPEG file, and a batch of an empty folder.
 """
 
 from __future__ import annotations
@@ -120,11 +122,17 @@ def run_cli(files: list[Path], out: Path, extra: list[str]) -> tuple[list[dict],
 #: (label, target seconds) of the process-start figures.
 START_TARGETS = {"excnet --help": 0.3, "excnet restore --help": 0.3,
                  "restore one 1 MP photo": None, "restore one 12 MP photo": 1.0,
+                 "24 MP DNG, lossless JPEG": 3.5, "24 MP DNG, uncompressed": 3.5,
                  "batch of an empty folder": 1.0}
+#: The camera RAW rows: `benchmarks/raw.py`'s 24 MP DNGs (label there -> label here).
+RAW_STARTS = {"DNG 14-bit lossless JPEG": "24 MP DNG, lossless JPEG",
+              "DNG 14-bit uncompressed": "24 MP DNG, uncompressed"}
 
 
-def process_starts(folder: Path, photos: dict[int, Path], repeats: int) -> list[tuple]:
-    """(label, median, min, max seconds, target) of fresh `excnet` processes, start to exit."""
+def process_starts(folder: Path, photos: dict[int, Path], repeats: int,
+                   raws: dict[str, Path] | None = None) -> list[tuple]:
+    """(label, median, min, max seconds, target) of fresh `excnet` processes, start to exit.
+    raws: camera RAW files (label -> path) restored to JPEG as the photos are."""
     exe = shutil.which("excnet", path=str(Path(sys.executable).parent)) or "excnet"
     (folder / "empty").mkdir(exist_ok=True)
     commands = {"excnet --help": ["--help"], "excnet restore --help": ["restore", "--help"]}
@@ -132,6 +140,9 @@ def process_starts(folder: Path, photos: dict[int, Path], repeats: int) -> list[
         if mp in photos:
             commands[f"restore one {mp} MP photo"] = [
                 "restore", str(photos[mp]), "-o", str(folder / f"start-{mp}.jpg")]
+    for label, path in (raws or {}).items():
+        commands[label] = ["restore", str(path), "-o", str(folder / "start-raw.jpg"),
+                           "--overwrite"]
     commands["batch of an empty folder"] = ["batch", str(folder / "empty"),
                                             str(folder / "empty-out")]
     rows = []
@@ -215,6 +226,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=100, help="1 MP images in the batch run")
     ap.add_argument("--starts", type=int, default=10,
                     help="fresh processes per process-start figure (default 10; 0 skips them)")
+    ap.add_argument("--no-raw", action="store_true",
+                    help="leave the 24 MP DNG rows out of the process-start table")
     ap.add_argument("--starts-only", action="store_true",
                     help="only the process-start table")
     ap.add_argument("--sampling", default="4:2:0", choices=sorted(SAMPLINGS),
@@ -236,7 +249,15 @@ def main() -> int:
         if args.starts:
             firsts = {mp: make_files(folder / "start", mp, 1, first_seed=900 + mp,
                                      sampling=args.sampling)[0] for mp in (1, 12)}
-            print_starts(process_starts(folder, firsts, args.starts), args.starts)
+            raws = None
+            if not args.no_raw:  # made once by benchmarks/raw.py and cached in its folder
+                sys.path.insert(0, str(Path(__file__).resolve().parent))
+                from raw import speed_files
+
+                work = Path(tempfile.gettempdir()) / "excnet-raw-bench"
+                work.mkdir(exist_ok=True)
+                raws = {RAW_STARTS[k]: p for k, p in speed_files(work).items() if k in RAW_STARTS}
+            print_starts(process_starts(folder, firsts, args.starts, raws), args.starts)
         if args.starts_only:
             return 0
         for label, extra in (c for c in CONFIGS if c[0] in args.configs):
