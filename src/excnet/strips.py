@@ -36,8 +36,14 @@ def look_up(table: np.ndarray, pixels: np.ndarray, out: np.ndarray,
     shared by `threads` (default up to 4): NumPy's take releases the GIL, 1.8x faster on 2
     cores. A caller already running on a thread of its own passes 1."""
     for_each(lambda rows: np.take(table, pixels[rows], out=out[rows]),
-             bands(pixels.shape, pixels=1 << 16), 4 if threads is None else threads)
+             bands(pixels.shape, pixels=1 << 16), threads_for(threads))
     return out
+
+
+def threads_for(threads: int | None) -> int:
+    """`threads`, or where None this machine's cores, at most 4: the default of one image's
+    pass shared among threads (`look_up`, a JPEG's or a 16-bit TIFF's strips)."""
+    return min(4, os.cpu_count() or 1) if threads is None else threads
 
 
 def for_each(work: Callable[[slice], object], parts: Sequence[slice], threads: int = 1) -> None:

@@ -12,12 +12,13 @@ takes (8 bits, BGR) on its own thread, so no converted copy of the whole image i
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from ..strips import threads_for
 
 #: (rows, columns) of one MCU for each chroma sampling.
 MCU = {"4:4:4": (8, 8), "4:2:2": (8, 16), "4:4:0": (16, 8), "4:2:0": (16, 16)}
@@ -52,7 +53,7 @@ def encode(pixels: np.ndarray, sampling: str, encode_one: Encoder,
     encode_one: a baseline, non-optimised JPEG encode of one array (the same settings for
     every strip). threads: default the machine's cores, at most 4.
     """
-    threads = min(4, os.cpu_count() or 1) if threads is None else threads
+    threads = threads_for(threads)
     h = pixels.shape[0]
     rows = strip_rows(pixels.shape, sampling, threads)
     if rows >= h:

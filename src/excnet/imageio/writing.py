@@ -365,7 +365,7 @@ def _encode_tiff16(arr: np.ndarray, *, icc: bytes | None, threads: int | None) -
         "compressionargs": {"level": 1},
         "predictor": True,
         "rowsperstrip": TIFF_STRIP_ROWS,
-        "maxworkers": min(4, os.cpu_count() or 1) if threads is None else max(1, threads),
+        "maxworkers": max(1, strips.threads_for(threads)),
         "metadata": None,
         "software": False,
     }
