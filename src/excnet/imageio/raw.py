@@ -14,7 +14,9 @@ restorer's modules load, and OpenCV's import would hold the GIL for 0.1-0.2 s fi
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import cache
 
 import numpy as np
@@ -65,12 +67,11 @@ def _decode(data: bytes, name: str, max_pixels: int, options: RawOptions) -> np.
 
     raw = rawpy.RawPy()
     try:
-        try:
-            raw.open_buffer(io.BytesIO(data))
-        except rawpy.LibRawFileUnsupportedError:
-            raise NotRawError(f"{name}: not a camera RAW file LibRaw can read") from None
-        except (rawpy.LibRawError, rawpy.LibRawFatalError, ValueError) as exc:
-            raise ImageError(f"{name}: truncated or corrupt RAW data ({short(exc)})") from None
+        with _corrupt_data(name):
+            try:
+                raw.open_buffer(io.BytesIO(data))
+            except rawpy.LibRawFileUnsupportedError:
+                raise NotRawError(f"{name}: not a camera RAW file LibRaw can read") from None
         sizes = raw.sizes
         width, height = int(sizes.width), int(sizes.height)
         if width <= 0 or height <= 0 or sizes.raw_width <= 0 or sizes.raw_height <= 0:
@@ -79,19 +80,22 @@ def _decode(data: bytes, name: str, max_pixels: int, options: RawOptions) -> np.
             raise too_many_pixels(name, width, height, max_pixels)
         # LibRaw unpacks on one thread; meanwhile another maps the memory the development
         # will allocate (0.2-0.5 s of page faults at 24 MP, measured, taken off the path).
-        with mapped_ahead(DEVELOP_BYTES * int(sizes.raw_width) * int(sizes.raw_height)):
-            _unpack(raw, name)
+        with mapped_ahead(DEVELOP_BYTES * int(sizes.raw_width) * int(sizes.raw_height)), \
+                _corrupt_data(name):
+            raw.unpack()
         _check_sensor(raw, name)
         return _develop(raw, options, name)
     finally:
         raw.close()
 
 
-def _unpack(raw, name: str) -> None:  # noqa: ANN001 - rawpy.RawPy
+@contextmanager
+def _corrupt_data(name: str) -> Iterator[None]:
+    """LibRaw's failures on bad data as the one-line ImageError naming the file."""
     import rawpy
 
     try:
-        raw.unpack()
+        yield
     except (rawpy.LibRawError, rawpy.LibRawFatalError, ValueError) as exc:
         raise ImageError(f"{name}: truncated or corrupt RAW data ({short(exc)})") from None
 
@@ -139,11 +143,10 @@ def _develop(raw, options: RawOptions, name: str) -> np.ndarray:  # noqa: ANN001
     if options.highlights != "clip":
         gain *= _headroom(raw)
     try:
-        linear = raw.postprocess(**params)
+        with _corrupt_data(name):
+            linear = raw.postprocess(**params)
     except MemoryError:
         raise ImageError(f"{name}: not enough memory to develop the RAW image") from None
-    except (rawpy.LibRawError, rawpy.LibRawFatalError, ValueError) as exc:
-        raise ImageError(f"{name}: truncated or corrupt RAW data ({short(exc)})") from None
     if linear.ndim != 3 or linear.shape[2] != 3 or 0 in linear.shape:
         raise ImageError(f"{name}: zero-sized image after developing (shape {linear.shape})")
     # In place: no second 144 MB array (at 24 MP) to fault in.
