@@ -167,6 +167,57 @@ def test_16bit_rgb_written_by_opencv_reads_as_rgb(tmp_path: Path) -> None:
     np.testing.assert_array_equal(got, rgb)
 
 
+@pytest.mark.parametrize("compression", ["lzw", "packbits", "zstd", "adobe_deflate"])
+@pytest.mark.parametrize("shape", [(40, 30, 3), (40, 30)])
+def test_16bit_tiff_in_any_compression_reads_exactly(shape: tuple[int, ...],
+                                                     compression: str) -> None:
+    """Lightroom and Photoshop export 16-bit TIFFs with LZW (with differencing) or ZIP; those
+    decode through imagecodecs, never as "corrupt" and never reduced to 8 bits."""
+    pixels = noise(shape, np.uint16, seed=5)
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, pixels, compression=compression, tile=(16, 16) if len(shape) == 2
+                     else None, predictor=compression in ("lzw", "adobe_deflate"))
+    got = decode_image(buf.getvalue(), name="export.tif")
+    assert got.format == "TIFF" and got.bit_depth == 16
+    np.testing.assert_array_equal(got.pixels, pixels)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_float_tiff_reads_as_16_bits(dtype: type) -> None:
+    """Float TIFF samples are 0..1 (above 1 clipped, NaN as 0), rounded to 16 bits."""
+    values = np.array([0.0, 0.25, 0.5, 1.0, 1.5, -0.2, np.nan, 2 / 65535])
+    rgb = np.resize(values, (6, 8, 3)).astype(dtype)
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, rgb, photometric="rgb")
+    got = decode_image(buf.getvalue(), name="hdr.tif")
+    assert got.bit_depth == 16
+    want = np.round(np.clip(np.nan_to_num(rgb.astype(np.float64)), 0, 1) * 65535)
+    np.testing.assert_array_equal(got.pixels, want.astype(np.uint16))
+    grey = decode_image(_tiff_bytes(rgb[..., 1].copy()), name="g.tif").pixels  # Pillow's "F"
+    np.testing.assert_array_equal(grey, want[..., 1].astype(np.uint16))
+
+
+def test_32bit_integer_tiff_is_scaled_to_16_bits() -> None:
+    rgb = np.array([0, 65537, 2**31, 2**32 - 1], np.uint32).repeat(6).reshape(4, 2, 3)
+    got = decode_image(_tiff_bytes(rgb, photometric="rgb"), name="u32.tif")
+    assert got.bit_depth == 16
+    np.testing.assert_array_equal(got.pixels[:, 0, 0], [0, 1, 32768, 65535])
+
+
+def test_tiff_layout_we_cannot_take_is_named() -> None:
+    signed = noise((10, 12, 3), np.uint16).astype(np.int16)
+    with pytest.raises(ImageError) as info:
+        decode_image(_tiff_bytes(signed, photometric="rgb"), name="s.tif")
+    assert str(info.value) == ("s.tif: unsupported TIFF layout "
+                               "(3 sample(s) of 16-bit signed per pixel, photometric 2)")
+
+
+def _tiff_bytes(arr: np.ndarray, **kwargs: object) -> bytes:
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, arr, **kwargs)
+    return buf.getvalue()
+
+
 def test_16bit_to_8bit_formats_divides_by_257() -> None:
     flat = np.full((16, 16, 3), 257 * 100 + 100, np.uint16)  # 100.39 -> 100
     flat[..., 1] = 257 * 200 + 200  # 200.78 -> 201

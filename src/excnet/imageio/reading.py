@@ -1,10 +1,10 @@
 """Reading image files: bytes in, an upright :class:`ImageFile` out (or one ImageError line).
 
-JPEG, PNG, TIFF, WebP and HEIC through Pillow (16-bit PNG through OpenCV, 16-bit TIFF through
-tifffile, both lossless); camera RAW through LibRaw (:mod:`.raw`), recognised by content.
-The header size is checked against ``max_pixels`` before any pixel is decoded. Metadata
-worth carrying (EXIF, XMP, IPTC, ICC) comes along; the EXIF Orientation is applied to the
-pixels and reset to 1.
+JPEG, PNG, TIFF, WebP and HEIC through Pillow (16-bit PNG through OpenCV; TIFFs deeper than 8
+bits, floats included, through tifffile and imagecodecs; all lossless); camera RAW through
+LibRaw (:mod:`.raw`), recognised by content. The header size is checked against
+``max_pixels`` before any pixel is decoded. Metadata worth carrying (EXIF, XMP, IPTC, ICC)
+comes along; the EXIF Orientation is applied to the pixels and reset to 1.
 
 Pixel layouts: ``H×W`` (grey), ``H×W×2`` (grey + alpha), ``H×W×3`` (RGB), ``H×W×4`` (RGBA).
 """
@@ -187,9 +187,10 @@ def decode_image(
     RAW. The header's width×height is checked against ``max_pixels`` before any pixel is
     decoded (Pillow's own decompression-bomb limit, ``2 * PIL.Image.MAX_IMAGE_PIXELS`` ≈
     179 MP by default, applies as well). 16-bit PNG and TIFF are decoded losslessly to
-    uint16, RAW is developed to uint16 RGB (``raw``: how; see :class:`RawOptions`); other
-    images become uint8 RGB, RGBA, grey or grey+alpha (palette → RGB/RGBA, CMYK/YCbCr/LAB →
-    RGB, 1-bit → grey). The EXIF Orientation is applied to the pixels and reset to 1.
+    uint16 (32-bit and float TIFF samples scaled to it, floats as 0..1), RAW is developed to
+    uint16 RGB (``raw``: how; see :class:`RawOptions`); other images become uint8 RGB, RGBA,
+    grey or grey+alpha (palette → RGB/RGBA, CMYK/YCbCr/LAB → RGB, 1-bit → grey). The EXIF
+    Orientation is applied to the pixels and reset to 1.
     """
     if isinstance(data, (memoryview, bytearray)):
         data = bytes(data)
@@ -282,8 +283,8 @@ def _decode_opened(im: Image.Image, data: bytes, name: str, max_pixels: int) -> 
     pixels: np.ndarray | None = None
     if fmt == "PNG" and png_bit_depth(data) == 16:
         pixels = _decode_png16(data, name)
-    elif fmt == "TIFF" and _pil_tiff_is_16bit(im):
-        pixels = _decode_tiff16(data)
+    elif fmt == "TIFF" and _pil_tiff_is_deep(im):
+        pixels = _decode_tiff_deep(data)
     elif fmt == "JPEG":
         pixels = _decode_jpeg_fast(im, data)
     if pixels is None:
@@ -359,10 +360,7 @@ def _pil_to_array(im: Image.Image, icc: bytes | None) -> tuple[np.ndarray, bytes
         arr = np.asarray(im)
         return np.clip(arr, 0, 65535).astype(np.uint16), icc
     elif mode == "F":
-        arr = np.asarray(im, dtype=np.float64)
-        if arr.size and np.nanmax(arr) <= 1.0:
-            arr = arr * 65535.0
-        return np.clip(np.nan_to_num(arr), 0, 65535).round().astype(np.uint16), icc
+        return to_uint16(np.asarray(im)), icc
     else:
         im = im.convert("RGBA" if "A" in mode else "RGB")
     return np.array(im), icc
@@ -392,66 +390,81 @@ def _bgr_to_rgb(arr: np.ndarray) -> np.ndarray:
     return arr
 
 
-def _tiff16_page(tif: object) -> object | None:
-    """The first page of an open TiffFile if it is 16-bit unsigned grey[+alpha]/RGB[A]."""
-    page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]  # type: ignore[attr-defined]
-    spp = int(page.samplesperpixel)
-    photometric = int(page.photometric)  # 1 = MINISBLACK, 2 = RGB
-    if page.bitspersample != 16 or int(page.sampleformat) != 1 or photometric not in (1, 2):
-        return None
-    if spp not in (1, 2, 3, 4) or (photometric == 2) != (spp >= 3):
-        return None
-    return page
+#: TIFF sample types decoded by tifffile (Pillow reduces 16-bit RGB to 8 bits and opens no
+#: float or 32-bit RGB): (SampleFormat, BitsPerSample). 1 = unsigned integer, 3 = float.
+_TIFFFILE_SAMPLES = frozenset({(1, 8), (1, 16), (1, 32), (3, 16), (3, 32), (3, 64)})
 
 
-def _pil_tiff_is_16bit(im: Image.Image) -> bool:
-    """Whether an opened TIFF stores 16 bits per sample (from its tags, nothing decoded)."""
+def _tiff_layout(page: object) -> str | None:
+    """None if we can take a TIFF page's pixels (grey[+alpha] or RGB[A], samples as in
+    _TIFFFILE_SAMPLES), else what the page holds, for the error message."""
+    spp = int(page.samplesperpixel)  # type: ignore[attr-defined]
+    photometric = int(page.photometric)  # type: ignore[attr-defined]  # 1 = MINISBLACK, 2 = RGB
+    sample = (int(page.sampleformat), int(page.bitspersample))  # type: ignore[attr-defined]
+    if (sample in _TIFFFILE_SAMPLES and photometric in (1, 2) and spp in (1, 2, 3, 4)
+            and (photometric == 2) == (spp >= 3)):
+        return None
+    kind = {1: "unsigned", 2: "signed", 3: "float"}.get(sample[0], f"format {sample[0]}")
+    return f"{spp} sample(s) of {sample[1]}-bit {kind} per pixel, photometric {photometric}"
+
+
+def _pil_tiff_is_deep(im: Image.Image) -> bool:
+    """Whether an opened TIFF stores more than 8 bits or floats per sample (from its tags,
+    nothing decoded): those go to tifffile, which keeps them."""
     tags = getattr(im, "tag_v2", None)
     if tags is None:
         return False
     bits = tags.get(258, (1,))
     bits = bits if isinstance(bits, tuple) else (bits,)
-    return bool(bits) and all(int(b) == 16 for b in bits)
+    return bool(bits) and all(int(b) in (16, 32, 64) for b in bits)
 
 
-def _decode_tiff16(data: bytes) -> np.ndarray | None:
-    """Decode a 16-bit-per-sample TIFF (grey, grey+alpha, RGB, RGBA) with tifffile; else None."""
+def to_uint16(arr: np.ndarray) -> np.ndarray:
+    """Samples of a deep TIFF in our 16-bit range: uint32 scaled (65535 / (2^32 - 1) =
+    1 / 65537), floats taken as 0..1 (above 1 clipped, NaN as 0); uint8/uint16 as they are."""
+    if arr.dtype in (np.uint8, np.uint16):
+        return arr
+    if arr.dtype == np.uint32:
+        return ((arr.astype(np.uint64) + 32768) // 65537).astype(np.uint16)
+    scaled = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0) * 65535.0
+    return np.clip(scaled + 0.5, 0, 65535).astype(np.uint16)
+
+
+def _decode_tiff_deep(data: bytes) -> np.ndarray | None:
+    """A TIFF's first page decoded by tifffile (every TIFF compression, through imagecodecs),
+    interleaved, in our layouts: uint8 stays uint8, deeper samples become uint16. None if the
+    page's layout is not one we take (see _tiff_layout)."""
     import tifffile
 
-    try:
-        tif = tifffile.TiffFile(io.BytesIO(data))
-    except Exception:  # noqa: BLE001 - not for tifffile: let Pillow decide
-        return None
-    with tif:
-        try:
-            page = _tiff16_page(tif)
-        except Exception:  # noqa: BLE001
+    with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        page = tif.pages[0]
+        if _tiff_layout(page) is not None:
             return None
-        if page is None:
-            return None
-        arr = page.asarray()  # type: ignore[attr-defined]
-        spp = int(page.samplesperpixel)  # type: ignore[attr-defined]
+        arr = page.asarray()
+        spp = int(page.samplesperpixel)
     if arr.ndim == 3 and arr.shape[0] == spp and arr.shape[-1] != spp:  # planar → interleaved
         arr = np.moveaxis(arr, 0, -1)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if arr.ndim not in (2, 3):
         raise ValueError(f"unexpected TIFF sample layout {arr.shape}")
-    return np.ascontiguousarray(arr, dtype=np.uint16)
+    return np.ascontiguousarray(to_uint16(arr))
 
 
 def _decode_tiff_without_pil(data: bytes, name: str, max_pixels: int) -> ImageFile | None:
-    """16-bit TIFFs Pillow cannot open (e.g. grey+alpha), decoded by tifffile alone."""
+    """TIFFs Pillow cannot open (RGB floats, grey+alpha 16 bits, LZW 32-bit...) decoded by
+    tifffile alone; None if tifffile cannot parse the file either."""
     import tifffile
 
     try:
         with tifffile.TiffFile(io.BytesIO(data)) as tif:
-            page = _tiff16_page(tif)
-            if page is None:
+            page = tif.pages[0]
+            if 256 not in page.tags or 257 not in page.tags:  # no ImageWidth / ImageLength
                 return None
-            height, width = int(page.imagelength), int(page.imagewidth)  # type: ignore[attr-defined]
-            icc = page.tags.get(34675)  # type: ignore[attr-defined]
-            orient = page.tags.get(274)  # type: ignore[attr-defined]
+            height, width = int(page.imagelength), int(page.imagewidth)
+            icc = page.tags.get(34675)
+            orient = page.tags.get(274)
+            layout = _tiff_layout(page)
     except Exception:  # noqa: BLE001 - not a TIFF tifffile understands either
         return None
     if width <= 0 or height <= 0:
@@ -459,12 +472,13 @@ def _decode_tiff_without_pil(data: bytes, name: str, max_pixels: int) -> ImageFi
     if width * height > max_pixels:
         raise too_many_pixels(name, width, height, max_pixels)
     try:
-        pixels = _decode_tiff16(data)
+        pixels = _decode_tiff_deep(data)
     except Exception as exc:  # noqa: BLE001
         raise ImageError(f"{name}: truncated or corrupt image data ({short(exc)})") from None
     if pixels is None:
-        return None
+        raise ImageError(f"{name}: unsupported TIFF layout ({layout})")
     orientation = int(orient.value) if orient is not None else 1
     pixels = _apply_orientation(pixels, orientation if 1 <= orientation <= 8 else 1)
     icc_bytes = bytes(icc.value) if icc is not None else None
-    return ImageFile(pixels=pixels, format="TIFF", exif=None, icc_profile=icc_bytes, bit_depth=16)
+    return ImageFile(pixels=pixels, format="TIFF", exif=None, icc_profile=icc_bytes,
+                     bit_depth=16 if pixels.dtype == np.uint16 else 8)
