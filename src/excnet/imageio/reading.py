@@ -360,7 +360,7 @@ def _pil_to_array(im: Image.Image, icc: bytes | None) -> tuple[np.ndarray, bytes
         arr = np.asarray(im)
         return np.clip(arr, 0, 65535).astype(np.uint16), icc
     elif mode == "F":
-        return to_uint16(np.asarray(im)), icc
+        return _to_uint16(np.asarray(im)), icc
     else:
         im = im.convert("RGBA" if "A" in mode else "RGB")
     return np.array(im), icc
@@ -419,7 +419,7 @@ def _pil_tiff_is_deep(im: Image.Image) -> bool:
     return bool(bits) and all(int(b) in (16, 32, 64) for b in bits)
 
 
-def to_uint16(arr: np.ndarray) -> np.ndarray:
+def _to_uint16(arr: np.ndarray) -> np.ndarray:
     """Samples of a deep TIFF in our 16-bit range: uint32 scaled (65535 / (2^32 - 1) =
     1 / 65537), floats taken as 0..1 (above 1 clipped, NaN as 0); uint8/uint16 as they are."""
     if arr.dtype in (np.uint8, np.uint16):
@@ -448,7 +448,7 @@ def _decode_tiff_deep(data: bytes) -> np.ndarray | None:
         arr = arr[..., 0]
     if arr.ndim not in (2, 3):
         raise ValueError(f"unexpected TIFF sample layout {arr.shape}")
-    return np.ascontiguousarray(to_uint16(arr))
+    return np.ascontiguousarray(_to_uint16(arr))
 
 
 def _decode_tiff_without_pil(data: bytes, name: str, max_pixels: int) -> ImageFile | None:

@@ -152,7 +152,7 @@ async function loadLimits() {
     const bytes = health.limits.max_upload_bytes;
     const mb = (bytes / 1048576).toFixed(bytes < 10485760 ? 1 : 0);
     const mp = (health.limits.max_pixels / 1e6).toFixed(0);
-    $("limits").textContent = `JPEG, PNG, TIFF, WebP or HEIC; up to ${mb} MB and ${mp} megapixels.`;
+    $("limits").textContent = `JPEG, PNG, TIFF, WebP, HEIC or camera RAW; up to ${mb} MB and ${mp} megapixels.`;
   } catch (_) { /* the upload will report problems */ }
 }
 
