@@ -262,6 +262,32 @@ def test_webp_and_heic_round_trip(tmp_path: Path, fmt: str) -> None:
     assert np.abs(got.pixels.astype(int) - img).mean() < 3.0
 
 
+@pytest.mark.parametrize("shape", [(48, 64, 3), (48, 64, 4), (48, 64)])
+def test_16bit_pixels_make_a_10bit_heic_that_reads_back_deep(shape: tuple[int, ...]) -> None:
+    """Cameras and phones write 10-bit HEIF for latitude: it is read as 16 bits (more than
+    256 levels, on the full scale) and 16-bit pixels are written as 10-bit HEIC."""
+    import pillow_heif
+
+    ramp = np.linspace(0, 65535, 48 * 64).reshape(48, 64)
+    pixels = np.stack([ramp, ramp[::-1], np.full_like(ramp, 30000), np.full_like(ramp, 50000)],
+                      axis=-1)[..., : shape[2]] if len(shape) == 3 else ramp
+    pixels = pixels.round().astype(np.uint16)
+    data = encode_image(pixels, "HEIC", quality=100, like=ImageFile(
+        pixels, "PNG", icc_profile=srgb_icc(), bit_depth=16))
+    assert pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False).info[
+        "bit_depth"] == 10
+    got = decode_image(data, name="deep.heic")
+    assert got.format == "HEIC" and got.bit_depth == 16 and got.icc_profile == srgb_icc()
+    want = np.repeat(pixels[..., None], 3, axis=2) if len(shape) == 2 else pixels
+    assert got.pixels.shape == want.shape
+    assert len(np.unique(got.pixels[..., 0])) > 600  # 8 bits would give at most 256
+    assert np.abs(got.pixels.astype(float) - want).mean() < 4 * 257  # HEVC's 4:2:0 chroma
+    assert got.pixels.max() > 65000  # full scale, not 10 bits at the top of 16
+    shadow = np.tile(np.linspace(0, 20 * 257, 64), (48, 1)).round().astype(np.uint16)
+    lifted = decode_image(encode_image(shadow, "HEIC", quality=95)).pixels[..., 1]
+    assert len(np.unique(lifted[20])) > 40  # 21 levels in 8 bits; 10 bits keep the steps
+
+
 def test_webp_keeps_alpha() -> None:
     rgba = np.dstack([smooth_rgb(), np.full((48, 64), 200, np.uint8)])
     rgba[:10, :10, 3] = 0

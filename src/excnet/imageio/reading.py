@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from PIL import ImageFile as _PILImageFile
 
+from .. import strips
 from .formats import (
     FORMATS,
     RAW,
@@ -287,6 +288,8 @@ def _decode_opened(im: Image.Image, data: bytes, name: str, max_pixels: int) -> 
         pixels = _decode_tiff_deep(data)
     elif fmt == "JPEG":
         pixels = _decode_jpeg_fast(im, data)
+    elif fmt == "HEIC" and int(im.info.get("bit_depth") or 8) > 8:
+        pixels = _decode_heic_deep(data, im.size)
     if pixels is None:
         im.load()  # inside decode_image's try: truncation/corruption surfaces here
         pixels, icc = _pil_to_array(im, icc)
@@ -364,6 +367,24 @@ def _pil_to_array(im: Image.Image, icc: bytes | None) -> tuple[np.ndarray, bytes
     else:
         im = im.convert("RGBA" if "A" in mode else "RGB")
     return np.array(im), icc
+
+
+def _decode_heic_deep(data: bytes, size: tuple[int, int]) -> np.ndarray | None:
+    """A 10- or 12-bit HEIC (what cameras and phones write for latitude) as uint16 on the full
+    0..65535 scale (v x 65535 / (2^bits - 1), rounded); Pillow's plugin would reduce it to 8
+    bits. libheif applies the file's rotation and mirroring as it does for Pillow; None if
+    the result does not match the size Pillow saw."""
+    import pillow_heif
+
+    heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False)
+    bits = int(heif.info.get("bit_depth") or 8)
+    arr = np.asarray(heif)
+    if arr.dtype != np.uint16 or arr.shape[1::-1] != tuple(size) or not 8 < bits < 16:
+        return None
+    top = (1 << bits) - 1
+    values = np.arange(65536, dtype=np.uint32) >> (16 - bits)  # pillow-heif: bits at the top
+    table = ((values * 65535 + top // 2) // top).astype(np.uint16)
+    return strips.look_up(table, arr, np.empty_like(arr))
 
 
 def _decode_png16(data: bytes, name: str) -> np.ndarray:

@@ -153,8 +153,8 @@ def encode_image(
 ) -> bytes:
     """Encode an array (layouts as :class:`ImageFile`) to JPEG, PNG, TIFF, WebP or HEIC bytes.
 
-    * 16-bit arrays become 16-bit PNG/TIFF (exact); for JPEG, WebP and HEIC they are reduced
-      to 8 bits as ``round(x / 257)``.
+    * 16-bit arrays become 16-bit PNG/TIFF (exact) and 10-bit HEIC; for JPEG and WebP they
+      are reduced to 8 bits as ``round(x / 257)``.
     * JPEG cannot hold alpha: it is dropped (not composited). WebP/HEIC store grey as RGB.
     * EXIF (maker notes included; Orientation forced to 1, thumbnail dropped), XMP, IPTC and
       the ICC profile come from ``like``; every format keeps them all, except WebP (no IPTC)
@@ -182,6 +182,8 @@ def encode_image(
             data = _encode_png16(arr, exif=meta.exif, icc=icc)
         elif arr.dtype == np.uint16 and fmt == "TIFF":
             data = _encode_tiff16(arr, icc=icc, threads=threads)
+        elif arr.dtype == np.uint16 and fmt == "HEIC":
+            return _encode_heic10(arr, meta=meta, icc=icc, quality=int(quality))
         elif fmt == "JPEG":
             sampling = jpeg_sampling(int(quality), like and like.chroma_sampling)
             return embed(_encode_jpeg(arr, int(quality), sampling, threads), fmt, meta,
@@ -302,7 +304,7 @@ def _encode_pil(
     elif fmt == "HEIC":
         if not register_heif():  # pragma: no cover
             raise ImageError("HEIC support needs the pillow-heif package")
-        params.update(quality=quality)
+        params.update(quality=quality, enc_params=HEIC_ENCODER)
     buf = io.BytesIO()
     pil_format = "HEIF" if fmt == "HEIC" else fmt
     try:
@@ -313,6 +315,31 @@ def _encode_pil(
         params.pop("exif")  # an over-long EXIF block (JPEG: 64 kB) is dropped, not fatal
         buf = io.BytesIO()
         im.save(buf, format=pil_format, **params)
+    return buf.getvalue()
+
+
+#: x265's own default preset. libheif asks for "slow": twice the time (22-25 s for a 12 MP
+#: photo on 2 cores, 11-12 s with this) for the same PSNR and 0-9 % fewer bytes.
+HEIC_ENCODER = {"preset": "medium"}
+
+
+def _encode_heic10(arr: np.ndarray, *, meta: Metadata, icc: bytes | None, quality: int) -> bytes:
+    """A 10-bit HEIC (HEVC Main 10, as cameras and phones write for latitude) from 16-bit
+    pixels, with EXIF, XMP and the ICC profile; grey is stored as RGB, like 8-bit HEIC."""
+    import pillow_heif
+
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    elif arr.shape[2] == 2:
+        arr = arr[..., [0, 0, 0, 1]]
+    mode = "RGBA;16" if arr.shape[2] == 4 else "RGB;16"
+    heif = pillow_heif.from_bytes(mode, (arr.shape[1], arr.shape[0]),
+                                  np.ascontiguousarray(arr, dtype="<u2").tobytes())
+    if icc:
+        heif.info["icc_profile"] = icc
+    buf = io.BytesIO()
+    xmp = meta.xmp.encode("utf-8") if meta.xmp else None
+    heif.save(buf, quality=quality, exif=meta.exif, xmp=xmp, enc_params=HEIC_ENCODER)
     return buf.getvalue()
 
 
