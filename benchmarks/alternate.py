@@ -1,7 +1,7 @@
 """Two versions of excnet timed alternately, so that a slow spell of a shared machine falls on
 both alike: process start to exit of one `excnet restore` command per run.
 
-    python benchmarks/alternate.py HEAD~1 HEAD PHOTO [--runs 7] [-- EXTRA EXCNET ARGS]
+    python benchmarks/alternate.py HEAD~1 HEAD PHOTO [--runs 7] [--suffix .heic] [-- EXTRA ARGS]
     python benchmarks/alternate.py HEAD~1 HEAD FOLDER [--runs 4] [-- -j 2]   # excnet batch
 
 Each REV (a git revision, or a folder holding an excnet `src/`) runs from its own source tree
@@ -54,6 +54,7 @@ def main() -> int:
     ap.add_argument("b")
     ap.add_argument("photo", type=Path)
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--suffix", default=".jpg", help="output format of a photo (default .jpg)")
     ap.add_argument("extra", nargs="*", help="more `excnet restore` arguments (after --)")
     args, more = ap.parse_known_args()  # excnet's own options pass through
     args.extra = [a for a in [*args.extra, *more] if a != "--"]
@@ -67,7 +68,7 @@ def main() -> int:
                 if new:
                     made.append(trees[rev].parent)
             times: dict[str, list[float]] = {rev: [] for rev in trees}
-            suffix = "" if args.photo.is_dir() else ".jpg"
+            suffix = "" if args.photo.is_dir() else args.suffix
             outs = {rev: scratch / f"out-{i}{suffix}" for i, rev in enumerate(trees)}
             for _ in range(args.runs):
                 for rev, src in trees.items():
