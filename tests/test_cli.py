@@ -268,6 +268,9 @@ def test_estimate_reports_an_empty_folder_and_refuses_a_curve(tmp_path, capsys):
         (["--strength", "nan"], "finite"),
         (["--params", "BADPARAMS"], "bad.json"),
         (["--params", "NOPARAMS"], "none.json"),
+        (["-o", "-", "--json"], "--json prints to standard output"),
+        (["-o", "OUT", "--format", "png"], "--format is for standard output"),
+        (["-", "-o", "-"], "exactly one input"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(tmp_path, capsys, args, message):
@@ -275,7 +278,7 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, capsys, args, message):
     (tmp_path / "curve.json").write_text(json.dumps({"phi_s": 0.5, "phi_h": 0.5}))
     (tmp_path / "bad.json").write_text("{oops")
     subs = {"PARAMS": tmp_path / "curve.json", "BADPARAMS": tmp_path / "bad.json",
-            "NOPARAMS": tmp_path / "none.json"}
+            "NOPARAMS": tmp_path / "none.json", "OUT": tmp_path / "out.png"}
     args = [str(subs.get(a, a)) for a in args]
     code, out, err = cli(capsys, "restore", src, *args)
     assert code == 2
@@ -448,3 +451,52 @@ def test_entry_point_usage_error(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "quality" in proc.stderr
 
+
+
+# --------------------------------------------------------------------------- pipes
+
+
+def run_piped(*argv: str | Path, stdin: bytes = b"") -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([str(EXCNET), *map(str, argv)], input=stdin, capture_output=True,
+                          env=env, timeout=120)
+
+
+def test_standard_input_to_standard_output_is_the_file_result(tmp_path):
+    """`cat a.jpg | excnet restore - > b.jpg` gives the bytes `excnet restore a.jpg -o b.jpg`
+    writes; `-o - --format` chooses the format on standard output."""
+    src = image_file(tmp_path / "a.jpg", dark=True)
+    assert run_excnet("restore", src, "-o", tmp_path / "b.jpg").returncode == 0
+    assert run_excnet("restore", src, "-o", tmp_path / "b.png").returncode == 0
+    piped = run_piped("restore", "-", stdin=src.read_bytes())
+    assert piped.returncode == 0 and piped.stderr == b""
+    assert piped.stdout == (tmp_path / "b.jpg").read_bytes()
+    as_png = run_piped("restore", src, "-o", "-", "--format", "png")
+    assert as_png.returncode == 0 and as_png.stdout == (tmp_path / "b.png").read_bytes()
+
+
+def test_standard_input_to_a_file_with_a_record(tmp_path):
+    src = image_file(tmp_path / "a.png", dark=True)
+    out = tmp_path / "sub" / "out.webp"
+    proc = run_piped("restore", "-", "-o", out, "--json", stdin=src.read_bytes())
+    assert proc.returncode == 0
+    rec = json.loads(proc.stdout)
+    assert set(rec) == RECORD_KEYS and set(rec["seconds"]) == SECONDS_KEYS
+    assert rec["input"] == "<stdin>" and rec["output"] == str(out) and rec["status"] == "ok"
+    assert rec["needs_correction"] is True and read_image(out).format == "WEBP"
+    est = run_piped("estimate", "-", "--json", stdin=src.read_bytes())
+    assert est.returncode == 0
+    assert json.loads(est.stdout)["phi_s"] == pytest.approx(rec["phi_s"])
+
+
+def test_bad_standard_input_is_one_line_and_writes_nothing(tmp_path):
+    proc = run_piped("restore", "-", stdin=b"plain text, not an image")
+    assert proc.returncode == 1 and proc.stdout == b""
+    assert proc.stderr.decode() == "excnet: <stdin>: not an image file (unrecognised format)\n"
+
+
+def test_image_data_is_never_written_to_a_terminal(tmp_path, capsys, monkeypatch):
+    src = image_file(tmp_path / "a.png")
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    code, out, err = cli(capsys, "restore", src, "-o", "-")
+    assert code == 2 and out == "" and "refusing to write image data to a terminal" in err

@@ -37,7 +37,7 @@ from .imageio import (
 )
 from .imageio.formats import IMAGE_SUFFIXES, output_name
 from .manifest import DoneSet
-from .pipeline import Restorer
+from .pipeline import Restorer, Result
 
 # The hidden temp files of imageio's atomic writes: .NAME.XXXXXXXX.tmp
 _TEMP_FILE = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
@@ -263,13 +263,20 @@ def restore_file(restorer: Restorer, src: str | os.PathLike[str], dst: str | os.
     except (ImageError, ValueError, OSError) as exc:
         rec["error"] = error_naming(src, str(exc))
         return rec
+    return finish_record(rec, res, decode=t1 - t0, encode=t3 - t2, total=t3 - t0)
+
+
+def finish_record(rec: dict, res: Result, *, decode: float, encode: float,
+                  total: float) -> dict:
+    """rec (from `new_record`) filled in for a restored photo: what was done and the time of
+    each stage (decode, encode and total measured by the caller)."""
     rec.update(status="ok", phi_s=res.curve.phi_s, phi_h=res.curve.phi_h,
                iterations=res.iterations, loss=_finite_or_none(res.loss), denoise=res.denoise,
                exposure=res.curve.exposure, amount=res.curve.amount,
                needs_correction=res.needs_correction, mean_gain=res.mean_gain,
-               seconds={"decode": t1 - t0, "base": res.seconds["base"],
+               seconds={"decode": decode, "base": res.seconds["base"],
                         "estimate": res.seconds["estimate"], "apply": res.seconds["apply"],
-                        "encode": t3 - t2, "total": t3 - t0})
+                        "encode": encode, "total": total})
     return rec
 
 

@@ -33,14 +33,26 @@ if TYPE_CHECKING:
     from ..curve import Curve
     from ..imageio import ImageFile, RawOptions
 
+#: The input or output `-`: standard input or output; their names in messages and records.
+STDIO = Path("-")
+STDIN_NAME, STDOUT_NAME = "<stdin>", "<stdout>"
+#: Formats `--format` can choose for standard output.
+STDOUT_FORMATS = ("jpeg", "png", "tiff", "webp", "heic")
+
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("restore", help="restore back-lit photos",
                        description="Restore back-lit photos (files or folders).")
-    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+                   help="photos or folders; - reads one photo from standard input")
     p.add_argument("-o", "--output", type=Path, default=None, metavar="OUT",
                    help="output file (one input file) or folder (mirrors input folders); "
-                        f"default: NAME{OUTPUT_TAG}.EXT beside each input (.tif for RAW)")
+                        "- writes to standard output; "
+                        f"default: NAME{OUTPUT_TAG}.EXT beside each input (.tif for RAW), "
+                        "standard output for standard input")
+    p.add_argument("--format", choices=STDOUT_FORMATS, default=None,
+                   help="format written to standard output (default: the input's; TIFF for "
+                        "RAW); a file's format comes from its suffix")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP/HEIC quality (default 95)")
     p.add_argument("--overwrite", action="store_true",
                    help="allow an output to replace an input file")
@@ -54,7 +66,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     e = sub.add_parser("estimate", help="estimate curve parameters without writing images",
                        description="Estimate phi for photos; save one curve for a series.")
-    e.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    e.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+                   help="photos or folders; - reads one photo from standard input")
     e.add_argument("--save", type=Path, default=None, metavar="FILE",
                    help="write the curve (the median phi over all inputs) as JSON to FILE")
     e.add_argument("--json", action="store_true", help="print one JSON record per input")
@@ -84,6 +97,11 @@ def run_restore(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise UsageError("--workers must be at least 1")
     raw = raw_options(args)
+    if STDIO in args.inputs or args.output == STDIO:
+        return _restore_stdio(args, raw)
+    if args.format is not None:
+        raise UsageError("--format is for standard output (-o -); a file's format comes from "
+                         "its suffix")
     jobs = list(find_images(args.inputs, skip_outputs=args.output is None))
     first = _read_ahead(jobs[0][0], raw) if jobs else None
 
@@ -126,6 +144,60 @@ def run_restore(args: argparse.Namespace) -> int:
                 print_json(rec)
             advance()
     return _summary("restored", len(jobs) + len(empty), failures, args.json)
+
+
+def _restore_stdio(args: argparse.Namespace, raw: RawOptions) -> int:
+    """One photo through standard input and/or output (`-`), as a filter in a pipeline:
+    `cat a.jpg | excnet restore - > b.jpg`. The image is written in one piece once it is
+    encoded; bad input gets the one-line error and exit status 1, as for files."""
+    if len(args.inputs) != 1:
+        raise UsageError("standard input or output (-) takes exactly one input")
+    src = args.inputs[0]
+    to_stdout = args.output == STDIO or (args.output is None and src == STDIO)
+    if to_stdout and args.json:
+        raise UsageError("--json prints to standard output, where the image goes; give -o FILE")
+    if not to_stdout and args.format is not None:
+        raise UsageError("--format is for standard output (-o -); a file's format comes from "
+                         "its suffix")
+    if to_stdout and sys.stdout.isatty():
+        raise UsageError("refusing to write image data to a terminal: redirect standard "
+                         "output or give -o FILE")
+    if args.quality < 1 or args.quality > 100:
+        raise UsageError("--quality must be between 1 and 100")
+    name = STDIN_NAME if src == STDIO else str(src)
+    dst = STDOUT_NAME if to_stdout else args.output
+    from ..batch import cores_per_file, error_naming, finish_record, new_record
+    from ..imageio import ImageError, decode_image, encode_image, read_image, write_bytes
+    from ..imageio.formats import default_output_format, format_from_path
+
+    rec = new_record(name, dst)
+    try:
+        t0 = time.perf_counter()
+        img = (decode_image(sys.stdin.buffer.read(), name=name, raw=raw) if src == STDIO
+               else read_image(src, raw=raw))
+        t1 = time.perf_counter()
+        cores = cores_per_file(1)
+        res = make_restorer(args).restore(img.pixels, given_curve(args), in_place=True,
+                                          threads=cores)
+        t2 = time.perf_counter()
+        fmt = (args.format or default_output_format(img.format)) if to_stdout \
+            else format_from_path(dst)
+        data = encode_image(res.image, fmt, like=img, quality=args.quality, threads=cores)
+        if to_stdout:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        else:
+            write_bytes(dst, data)
+        t3 = time.perf_counter()
+    except (ImageError, ValueError, OSError) as exc:
+        rec["error"] = error_naming(name, str(exc))
+        print(f"excnet: {rec['error']}", file=sys.stderr)
+        if args.json:
+            print_json(rec)
+        return 1
+    if args.json:
+        print_json(finish_record(rec, res, decode=t1 - t0, encode=t3 - t2, total=t3 - t0))
+    return 0
 
 
 def _read_ahead(src: Path, raw: RawOptions) -> Future[ImageFile]:
@@ -199,7 +271,7 @@ def _summary(verb: str, total: int, failures: list[str], quiet: bool) -> int:
 
 def run_estimate(args: argparse.Namespace) -> int:
     from ..batch import error_naming, new_record
-    from ..imageio import ImageError, read_image
+    from ..imageio import ImageError, decode_image, read_image
 
     if given_curve(args) is not None:
         raise UsageError("estimate computes phi; --params/--phi-s/--phi-h/--exposure make no "
@@ -212,13 +284,15 @@ def run_estimate(args: argparse.Namespace) -> int:
     curves: list[Curve] = []
     with progress(len(jobs), enabled=not args.json, label="estimating") as advance:
         for src, _ in jobs:
-            rec = new_record(src, None)
+            name = STDIN_NAME if src == STDIO else src
+            rec = new_record(name, None)
             t0 = time.perf_counter()
             try:
-                img = read_image(src, raw=raw)
+                img = (decode_image(sys.stdin.buffer.read(), name=STDIN_NAME, raw=raw)
+                       if src == STDIO else read_image(src, raw=raw))
                 (curve, est), _ = restorer.estimate_curve(img.pixels)
             except (ImageError, ValueError, OSError) as exc:
-                rec["error"] = error_naming(str(src), str(exc))
+                rec["error"] = error_naming(str(name), str(exc))
                 failures.append(rec["error"])
                 print(f"excnet: {rec['error']}", file=sys.stderr)
             else:
@@ -228,7 +302,7 @@ def run_estimate(args: argparse.Namespace) -> int:
                            iterations=est.iterations, loss=est.loss,
                            seconds={"total": time.perf_counter() - t0})
                 if not args.json:
-                    print(f"{src}\tphi_s={est.phi_s:.4f}\tphi_h={est.phi_h:.4f}\t"
+                    print(f"{name}\tphi_s={est.phi_s:.4f}\tphi_h={est.phi_h:.4f}\t"
                           f"iterations={est.iterations}")
             if args.json:
                 print_json(rec)
