@@ -500,3 +500,17 @@ def test_image_data_is_never_written_to_a_terminal(tmp_path, capsys, monkeypatch
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     code, out, err = cli(capsys, "restore", src, "-o", "-")
     assert code == 2 and out == "" and "refusing to write image data to a terminal" in err
+
+
+def test_a_reader_that_has_gone_is_one_line(tmp_path):
+    src = image_file(tmp_path / "a.png")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written
+    try:
+        proc = subprocess.run([str(EXCNET), "restore", str(src), "-o", "-"], stdout=write_end,
+                              stderr=subprocess.PIPE, timeout=120)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 1
+    assert proc.stderr.decode() == (f"excnet: {src}: standard output was closed before the "
+                                    "image was written\n")

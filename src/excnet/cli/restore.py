@@ -184,8 +184,7 @@ def _restore_stdio(args: argparse.Namespace, raw: RawOptions) -> int:
             else format_from_path(dst)
         data = encode_image(res.image, fmt, like=img, quality=args.quality, threads=cores)
         if to_stdout:
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
+            _write_stdout(data)
         else:
             write_bytes(dst, data)
         t3 = time.perf_counter()
@@ -198,6 +197,17 @@ def _restore_stdio(args: argparse.Namespace, raw: RawOptions) -> int:
     if args.json:
         print_json(finish_record(rec, res, decode=t1 - t0, encode=t3 - t2, total=t3 - t0))
     return 0
+
+
+def _write_stdout(data: bytes) -> None:
+    """data to standard output; OSError with one clear line if the reader has gone (then
+    standard output is pointed at /dev/null, so that the exit has nothing left to flush)."""
+    try:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise OSError("standard output was closed before the image was written") from None
 
 
 def _read_ahead(src: Path, raw: RawOptions) -> Future[ImageFile]:
