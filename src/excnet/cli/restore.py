@@ -97,11 +97,12 @@ def run_restore(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise UsageError("--workers must be at least 1")
     raw = raw_options(args)
-    if STDIO in args.inputs or args.output == STDIO:
-        return _restore_stdio(args, raw)
-    if args.format is not None:
+    to_stdout = args.output == STDIO or (args.output is None and STDIO in args.inputs)
+    if args.format is not None and not to_stdout:
         raise UsageError("--format is for standard output (-o -); a file's format comes from "
                          "its suffix")
+    if STDIO in args.inputs or to_stdout:
+        return _restore_stdio(args, raw, to_stdout)
     jobs = list(find_images(args.inputs, skip_outputs=args.output is None))
     first = _read_ahead(jobs[0][0], raw) if jobs else None
 
@@ -146,24 +147,18 @@ def run_restore(args: argparse.Namespace) -> int:
     return _summary("restored", len(jobs) + len(empty), failures, args.json)
 
 
-def _restore_stdio(args: argparse.Namespace, raw: RawOptions) -> int:
+def _restore_stdio(args: argparse.Namespace, raw: RawOptions, to_stdout: bool) -> int:
     """One photo through standard input and/or output (`-`), as a filter in a pipeline:
     `cat a.jpg | excnet restore - > b.jpg`. The image is written in one piece once it is
     encoded; bad input gets the one-line error and exit status 1, as for files."""
     if len(args.inputs) != 1:
         raise UsageError("standard input or output (-) takes exactly one input")
     src = args.inputs[0]
-    to_stdout = args.output == STDIO or (args.output is None and src == STDIO)
     if to_stdout and args.json:
         raise UsageError("--json prints to standard output, where the image goes; give -o FILE")
-    if not to_stdout and args.format is not None:
-        raise UsageError("--format is for standard output (-o -); a file's format comes from "
-                         "its suffix")
     if to_stdout and sys.stdout.isatty():
         raise UsageError("refusing to write image data to a terminal: redirect standard "
                          "output or give -o FILE")
-    if args.quality < 1 or args.quality > 100:
-        raise UsageError("--quality must be between 1 and 100")
     name = STDIN_NAME if src == STDIO else str(src)
     dst = STDOUT_NAME if to_stdout else args.output
     from ..batch import cores_per_file, error_naming, finish_record, new_record
