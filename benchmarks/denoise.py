@@ -30,17 +30,18 @@ import numpy as np
 
 from excnet import Restorer
 from excnet.base import fast_base_layer
-from excnet.colour import apply_gain, luminance
+from excnet.colour import apply_gain, linear_to_srgb, luminance, srgb_to_linear
 from excnet.curve import Curve, gain
 from excnet.denoise import SETTINGS, Settings, lift, noise_level
 from excnet.imageio import read_image, write_image
-from excnet.metrics import linear_to_srgb, srgb_to_linear
 from excnet.tone import IMPROVED
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import photos  # noqa: E402  (the benchmarks' shared photo loader)
+from quality_sets import photos  # noqa: E402  (the benchmarks' shared photo loader)
 
 SIZE = 640
+#: The package photos of the tuning set (sorted, they alternate into the two halves).
+PHOTOS = ("astronaut", "chelsea", "china", "coffee", "flower", "grace_hopper", "rocket")
 
 
 def darken(truth: np.ndarray, rng: np.random.Generator, noisy: bool = True
@@ -65,7 +66,7 @@ def noisy_dark_set(size: int = SIZE, seed: int = 11, per_photo: int = 2,
                    upscale: bool = False, noisy: bool = True) -> list[dict]:
     rng = np.random.default_rng(seed)
     out = []
-    for i, (name, truth) in enumerate(photos(size).items()):
+    for i, (name, truth) in enumerate(photos(PHOTOS, size).items()):
         if upscale and max(truth.shape) < size:  # camera-sized: the noise stays per pixel
             f = size / max(truth.shape)
             truth = cv2.resize(truth, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC)
