@@ -156,6 +156,25 @@ def test_16bit_tiff_is_deflated_after_differencing_in_strips(shape: tuple[int, .
     assert len(one) < len(plain.getvalue())
 
 
+def test_16bit_png_is_deflated_in_pieces_that_join_into_one_stream(monkeypatch) -> None:
+    """A 16-bit PNG's image data is compressed in pieces on several cores (pigz's way): one
+    valid zlib stream, the same bytes on one thread or two, read back exactly."""
+    monkeypatch.setattr(writing, "DEFLATE_PIECE", 5000)  # 13 pieces for this image
+    ramp = np.linspace(0, 60000, 90 * 70).reshape(90, 70)
+    pixels = (ramp[..., None] + noise((90, 70, 3), np.uint16, seed=6) % 300).astype(np.uint16)
+    one = encode_image(pixels, "PNG", threads=1)
+    assert encode_image(pixels, "PNG", threads=2) == one
+    np.testing.assert_array_equal(decode_image(one, name="p.png").pixels, pixels)
+    with Image.open(io.BytesIO(one)) as im:  # Pillow inflates the stream on its own
+        im.load()
+    idat = one[one.index(b"IDAT") + 4:one.index(b"IEND") - 8]
+    rows = zlib.decompress(idat)  # checks the header and the Adler-32 of the whole
+    assert len(rows) == 90 * (70 * 6 + 1)
+    data = np.frombuffer(rows, np.uint8)
+    for level in (1, 6, 9):
+        assert zlib.decompress(writing._deflate(data, level, 2)) == rows
+
+
 def test_16bit_rgb_written_by_opencv_reads_as_rgb(tmp_path: Path) -> None:
     rgb = np.zeros((8, 10, 3), np.uint16)
     rgb[..., 0] = 60000  # red
