@@ -161,27 +161,31 @@ def _restore_stdio(args: argparse.Namespace, raw: RawOptions, to_stdout: bool) -
                          "output or give -o FILE")
     name = STDIN_NAME if src == STDIO else str(src)
     dst = STDOUT_NAME if to_stdout else args.output
-    from ..batch import cores_per_file, error_naming, finish_record, new_record
-    from ..imageio import ImageError, decode_image, encode_image, read_image, write_bytes
-    from ..imageio.formats import default_output_format, format_from_path
+    from ..batch import (
+        cores_per_file,
+        encode_file,
+        error_naming,
+        finish_record,
+        new_record,
+        store_file,
+    )
+    from ..imageio import ImageError, encode_image
+    from ..imageio.formats import default_output_format
 
     rec = new_record(name, dst)
     try:
         t0 = time.perf_counter()
-        img = (decode_image(sys.stdin.buffer.read(), name=name, raw=raw) if src == STDIO
-               else read_image(src, raw=raw))
+        img = _read_input(src, raw)
         t1 = time.perf_counter()
         cores = cores_per_file(1)
         res = make_restorer(args).restore(img.pixels, given_curve(args), in_place=True,
                                           threads=cores)
         t2 = time.perf_counter()
-        fmt = (args.format or default_output_format(img.format)) if to_stdout \
-            else format_from_path(dst)
-        data = encode_image(res.image, fmt, like=img, quality=args.quality, threads=cores)
         if to_stdout:
-            _write_stdout(data)
+            _write_stdout(encode_image(res.image, args.format or default_output_format(
+                img.format), like=img, quality=args.quality, threads=cores))
         else:
-            write_bytes(dst, data)
+            store_file(str(dst), encode_file(str(dst), res.image, img, args.quality, cores))
         t3 = time.perf_counter()
     except (ImageError, ValueError, OSError) as exc:
         rec["error"] = error_naming(name, str(exc))
@@ -192,6 +196,15 @@ def _restore_stdio(args: argparse.Namespace, raw: RawOptions, to_stdout: bool) -
     if args.json:
         print_json(finish_record(rec, res, decode=t1 - t0, encode=t3 - t2, total=t3 - t0))
     return 0
+
+
+def _read_input(src: Path, raw: RawOptions) -> ImageFile:
+    """The photo at src, or the one on standard input for `-`."""
+    from ..imageio import decode_image, read_image
+
+    if src == STDIO:
+        return decode_image(sys.stdin.buffer.read(), name=STDIN_NAME, raw=raw)
+    return read_image(src, raw=raw)
 
 
 def _write_stdout(data: bytes) -> None:
@@ -276,7 +289,7 @@ def _summary(verb: str, total: int, failures: list[str], quiet: bool) -> int:
 
 def run_estimate(args: argparse.Namespace) -> int:
     from ..batch import error_naming, new_record
-    from ..imageio import ImageError, decode_image, read_image
+    from ..imageio import ImageError
 
     if given_curve(args) is not None:
         raise UsageError("estimate computes phi; --params/--phi-s/--phi-h/--exposure make no "
@@ -293,8 +306,7 @@ def run_estimate(args: argparse.Namespace) -> int:
             rec = new_record(name, None)
             t0 = time.perf_counter()
             try:
-                img = (decode_image(sys.stdin.buffer.read(), name=STDIN_NAME, raw=raw)
-                       if src == STDIO else read_image(src, raw=raw))
+                img = _read_input(src, raw)
                 (curve, est), _ = restorer.estimate_curve(img.pixels)
             except (ImageError, ValueError, OSError) as exc:
                 rec["error"] = error_naming(str(name), str(exc))

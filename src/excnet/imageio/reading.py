@@ -452,17 +452,20 @@ def _to_uint16(arr: np.ndarray) -> np.ndarray:
 
 
 def _decode_tiff_deep(data: bytes) -> np.ndarray | None:
-    """A TIFF's first page decoded by tifffile (every TIFF compression, through imagecodecs),
-    interleaved, in our layouts: uint8 stays uint8, deeper samples become uint16. None if the
-    page's layout is not one we take (see _tiff_layout)."""
+    """A TIFF's first page decoded by tifffile (`_page_pixels`); None if the page's layout is
+    not one we take (see _tiff_layout)."""
     import tifffile
 
     with tifffile.TiffFile(io.BytesIO(data)) as tif:
         page = tif.pages[0]
-        if _tiff_layout(page) is not None:
-            return None
-        arr = page.asarray()
-        spp = int(page.samplesperpixel)
+        return None if _tiff_layout(page) is not None else _page_pixels(page)
+
+
+def _page_pixels(page: object) -> np.ndarray:
+    """A tifffile page's pixels (every TIFF compression, through imagecodecs), interleaved, in
+    our layouts: uint8 stays uint8, deeper samples become uint16."""
+    arr = page.asarray()  # type: ignore[attr-defined]
+    spp = int(page.samplesperpixel)  # type: ignore[attr-defined]
     if arr.ndim == 3 and arr.shape[0] == spp and arr.shape[-1] != spp:  # planar → interleaved
         arr = np.moveaxis(arr, 0, -1)
     if arr.ndim == 3 and arr.shape[-1] == 1:
@@ -478,7 +481,11 @@ def _decode_tiff_without_pil(data: bytes, name: str, max_pixels: int) -> ImageFi
     import tifffile
 
     try:
-        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        tif = tifffile.TiffFile(io.BytesIO(data))
+    except Exception:  # noqa: BLE001 - not a TIFF tifffile understands either
+        return None
+    with tif:
+        try:
             page = tif.pages[0]
             if 256 not in page.tags or 257 not in page.tags:  # no ImageWidth / ImageLength
                 return None
@@ -486,18 +493,18 @@ def _decode_tiff_without_pil(data: bytes, name: str, max_pixels: int) -> ImageFi
             icc = page.tags.get(34675)
             orient = page.tags.get(274)
             layout = _tiff_layout(page)
-    except Exception:  # noqa: BLE001 - not a TIFF tifffile understands either
-        return None
-    if width <= 0 or height <= 0:
-        raise ImageError(f"{name}: zero-sized image ({width}x{height} pixels)")
-    if width * height > max_pixels:
-        raise too_many_pixels(name, width, height, max_pixels)
-    try:
-        pixels = _decode_tiff_deep(data)
-    except Exception as exc:  # noqa: BLE001
-        raise ImageError(f"{name}: truncated or corrupt image data ({short(exc)})") from None
-    if pixels is None:
-        raise ImageError(f"{name}: unsupported TIFF layout ({layout})")
+        except Exception:  # noqa: BLE001 - its first page is not readable either
+            return None
+        if width <= 0 or height <= 0:
+            raise ImageError(f"{name}: zero-sized image ({width}x{height} pixels)")
+        if width * height > max_pixels:
+            raise too_many_pixels(name, width, height, max_pixels)
+        if layout is not None:
+            raise ImageError(f"{name}: unsupported TIFF layout ({layout})")
+        try:
+            pixels = _page_pixels(page)
+        except Exception as exc:  # noqa: BLE001
+            raise ImageError(f"{name}: truncated or corrupt image data ({short(exc)})") from None
     orientation = int(orient.value) if orient is not None else 1
     pixels = _apply_orientation(pixels, orientation if 1 <= orientation <= 8 else 1)
     icc_bytes = bytes(icc.value) if icc is not None else None

@@ -388,28 +388,24 @@ def _deflate(data: np.ndarray, level: int, threads: int) -> bytes:
     boundary (a sync flush), so the pieces join into one stream. zlib releases the GIL while
     it compresses. It inflates to the same bytes as zlib.compress(data, level)."""
     n = data.size
-    starts = list(range(0, n, DEFLATE_PIECE)) or [0]
+    parts = [slice(s, min(s + DEFLATE_PIECE, n)) for s in range(0, n, DEFLATE_PIECE)]
+    parts = parts or [slice(0, 0)]
+    pieces: dict[int, bytes] = {}
 
-    def piece(k: int) -> bytes:
-        start = starts[k]
-        end = min(start + DEFLATE_PIECE, n)
-        prime = {"zdict": data[max(0, start - 32768):start].tobytes()} if start else {}
+    def compress(part: slice) -> None:
+        prime = {"zdict": data[max(0, part.start - 32768):part.start].tobytes()} \
+            if part.start else {}
         c = zlib.compressobj(level, zlib.DEFLATED, -15, **prime)
-        last = k == len(starts) - 1
-        return c.compress(data[start:end]) + c.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+        end = zlib.Z_FINISH if part.stop == n else zlib.Z_SYNC_FLUSH
+        pieces[part.start] = c.compress(data[part]) + c.flush(end)
 
-    pieces: list[bytes] = [b""] * len(starts)
-
-    def run(rows: slice) -> None:
-        for k in range(rows.start, rows.stop):
-            pieces[k] = piece(k)
-
-    strips.for_each(run, strips.bands((len(starts), 1), 1), threads)
+    strips.for_each(compress, parts, threads)
     checksum = zlib.adler32(data) & 0xFFFFFFFF
     flevel = 0 if level < 2 else 1 if level < 6 else 2 if level == 6 else 3  # as zlib's
     flg = flevel << 6
     flg += 31 - (0x78 * 256 + flg) % 31  # the header's check bits
-    return bytes((0x78, flg)) + b"".join(pieces) + struct.pack(">I", checksum)
+    body = b"".join(pieces[part.start] for part in parts)
+    return bytes((0x78, flg)) + body + struct.pack(">I", checksum)
 
 
 #: Rows per strip of a 16-bit TIFF: strips of about 1 MB at 24 MP, compressed in parallel.
