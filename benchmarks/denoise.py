@@ -44,16 +44,47 @@ SIZE = 640
 PHOTOS = ("astronaut", "chelsea", "china", "coffee", "flower", "grace_hopper", "rocket")
 
 
-def darken(truth: np.ndarray, rng: np.random.Generator, noisy: bool = True
-           ) -> tuple[np.ndarray, dict]:
+#: sRGB from camera RGB (a typical daylight matrix, rows summing to 1): it mixes the
+#: channels' noise into correlated colour noise, as a camera's colour conversion does.
+CAMERA_MATRIX = np.array([[1.75, -0.65, -0.10], [-0.20, 1.55, -0.35], [0.05, -0.55, 1.50]])
+
+
+def camera_noise(lin: np.ndarray, rng: np.random.Generator, shot: float, read: float
+                 ) -> np.ndarray:
+    """Linear sRGB (H, W, 3) as a camera would render it from a noisy sensor: back to camera
+    RGB, divided by a white balance drawn per image, sampled on an RGGB Bayer mosaic, given
+    Poisson-Gaussian noise per photosite, demosaiced (OpenCV's edge-aware), white-balanced and
+    converted to sRGB again. The noise comes out spatially correlated and coloured."""
+    h, w = (lin.shape[0] // 2) * 2, (lin.shape[1] // 2) * 2
+    wb = np.array([rng.uniform(1.8, 2.4), 1.0, rng.uniform(1.3, 1.8)])
+    raw_rgb = (lin[:h, :w] @ np.linalg.inv(CAMERA_MATRIX).T) / wb
+    mosaic = np.empty((h, w))
+    mosaic[0::2, 0::2] = raw_rgb[0::2, 0::2, 0]
+    mosaic[0::2, 1::2] = raw_rgb[0::2, 1::2, 1]
+    mosaic[1::2, 0::2] = raw_rgb[1::2, 0::2, 1]
+    mosaic[1::2, 1::2] = raw_rgb[1::2, 1::2, 2]
+    mosaic += rng.standard_normal(mosaic.shape) * np.sqrt(shot * np.maximum(mosaic, 0) + read)
+    sensor = np.clip(np.rint(mosaic * 65535), 0, 65535).astype(np.uint16)
+    rgb = cv2.demosaicing(sensor, cv2.COLOR_BayerBG2RGB_EA).astype(np.float64) / 65535
+    out = lin.copy()
+    out[:h, :w] = (rgb * wb) @ CAMERA_MATRIX.T
+    return out
+
+
+def darken(truth: np.ndarray, rng: np.random.Generator, noisy: bool = True,
+           camera: bool = False) -> tuple[np.ndarray, dict]:
     """A dark, noisy (and maybe JPEG) version of an sRGB uint8 photo, and how it was made.
-    noisy=False: only darkened and rounded to 8 bits (what is left to clean: the steps)."""
+    noisy=False: only darkened and rounded to 8 bits (what is left to clean: the steps).
+    camera: the noise made on a Bayer mosaic (`camera_noise`), not per channel."""
     stops = rng.uniform(2, 4)
     shot, read = 10 ** rng.uniform(-4, -3), 10 ** rng.uniform(-6.5, -5.5)
     if not noisy:
         shot = read = 0.0
     lin = srgb_to_linear(truth / 255.0) * 2.0**-stops
-    lin = lin + rng.standard_normal(lin.shape) * np.sqrt(shot * lin + read)
+    if camera:
+        lin = camera_noise(lin, rng, shot, read)
+    else:
+        lin = lin + rng.standard_normal(lin.shape) * np.sqrt(shot * lin + read)
     img = np.rint(linear_to_srgb(np.clip(lin, 0, 1)) * 255).astype(np.uint8)
     quality = int(rng.integers(75, 91)) if rng.random() < 0.5 and noisy else None
     if quality is not None:
@@ -63,7 +94,8 @@ def darken(truth: np.ndarray, rng: np.random.Generator, noisy: bool = True
 
 
 def noisy_dark_set(size: int = SIZE, seed: int = 11, per_photo: int = 2,
-                   upscale: bool = False, noisy: bool = True) -> list[dict]:
+                   upscale: bool = False, noisy: bool = True, camera: bool = False
+                   ) -> list[dict]:
     rng = np.random.default_rng(seed)
     out = []
     for i, (name, truth) in enumerate(photos(PHOTOS, size).items()):
@@ -71,7 +103,7 @@ def noisy_dark_set(size: int = SIZE, seed: int = 11, per_photo: int = 2,
             f = size / max(truth.shape)
             truth = cv2.resize(truth, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC)
         for j in range(per_photo):
-            dark, info = darken(truth, rng, noisy)
+            dark, info = darken(truth, rng, noisy, camera)
             out.append({"name": f"{name}/{j}", "dark": dark, "truth": truth,
                         "held_out": i % 2 == 1, **info})
     return out
@@ -97,7 +129,8 @@ def trial_settings() -> dict[str, Settings | None]:
     """None = no denoise; the rest one constant changed at a time from "auto"."""
     auto = SETTINGS["auto"]
     trials: dict[str, Settings | None] = {"off": None, "auto": auto, "strong": SETTINGS["strong"]}
-    trials.update({f"luma={v:g}": replace(auto, luma=v) for v in (1.0, 2.0, 8.0, 16.0)})
+    trials.update({f"luma={v:g}": replace(auto, luma=v) for v in (1.0, 2.0, 6.0, 8.0, 12.0, 16.0)})
+    trials.update({f"luma=8 window={v}": replace(auto, luma=8.0, window=v) for v in (2, 3)})
     trials.update({f"chroma_blur={v:g}": replace(auto, chroma_blur=v) for v in (1.5, 3.0, 12.0)})
     trials.update({f"steps={v:g}": replace(auto, steps=v) for v in (0.0, 4.0, 64.0)})
     trials.update({f"window={v}": replace(auto, window=v) for v in (2, 8)})
@@ -118,7 +151,8 @@ def render(sample: dict, g: np.ndarray, st: Settings | None) -> np.ndarray:
 
 
 def tune(args: argparse.Namespace) -> None:
-    samples = noisy_dark_set(args.size, upscale=args.upscale, noisy=not args.clean)
+    samples = noisy_dark_set(args.size, upscale=args.upscale, noisy=not args.clean,
+                             camera=args.camera)
     restorer = Restorer(denoise="off")
     gains = {"oracle gain": [oracle_gain(s["dark"], s["truth"]) for s in samples]}
     gains["default curve"] = []
@@ -249,6 +283,8 @@ def main() -> int:
     t.add_argument("--clean", action="store_true", help="no noise, no JPEG: only 8-bit steps")
     t.add_argument("--upscale", action="store_true",
                    help="enlarge smaller photos to --size before darkening (camera-sized)")
+    t.add_argument("--camera", action="store_true",
+                   help="noise made on a Bayer mosaic and demosaiced (correlated, coloured)")
     t.add_argument("--sheet", default=None, help="write 100%% crops (off | auto | truth) here")
     t.set_defaults(fn=tune)
     lo = sub.add_parser("lol")
