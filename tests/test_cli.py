@@ -117,6 +117,26 @@ def test_folder_tree_is_mirrored(tmp_path, capsys):
     assert made == ["a.png", "trip/b.jpg", "trip/day2/c.png"]
 
 
+def test_folder_walk_is_the_batch_walk(tmp_path, capsys):
+    """Hidden files and folders (macOS's ._NAME resource forks, .thumbnails/) are not photos,
+    a link to a folder is not followed, and a broken link is reported as one: the same
+    files as `excnet batch` sees."""
+    root = tmp_path / "photos"
+    image_file(root / "a.png")
+    (root / "._a.png").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
+    image_file(root / ".thumbnails" / "t.png", seed=1)
+    (root / "again").symlink_to(root, target_is_directory=True)
+    (root / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    code, out, err = cli(capsys, "restore", root, "-o", tmp_path / "out", "--json")
+    assert code == 1
+    records = {Path(r["input"]).name: r for r in map(json.loads, out.splitlines())}
+    assert sorted(records) == ["a.png", "gone.png"]
+    assert records["a.png"]["status"] == "ok"
+    assert "gone.png: broken link (its target" in records["gone.png"]["error"]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.png"]
+    no_traceback(err)
+
+
 def test_json_records(tmp_path, capsys):
     good = image_file(tmp_path / "good.png")
     bad = tmp_path / "bad.png"

@@ -19,7 +19,6 @@ from ..defaults import (
     IMPROVED_HIGHLIGHT_SCALE,
     SOLVERS,
 )
-from ..imageio.formats import IMAGE_SUFFIXES
 from ..imageio.rawoptions import COLORSPACES, DEMOSAIC, EXPOSURE_RANGE, HIGHLIGHT_MODES, RawOptions
 
 if TYPE_CHECKING:  # the parsers are built without NumPy; the commands import what they run
@@ -158,17 +157,19 @@ def print_json(record: dict) -> None:
 def find_images(paths: Iterable[Path], skip_outputs: bool) -> Iterator[tuple[Path, Path | None]]:
     """Yield (file, root) for each input: a file itself (root None) or the images under a folder.
 
-    Folder walks are sorted, and with skip_outputs leave out our own NAME.excnet.EXT results.
-    Paths that do not exist are yielded too, so that they are reported as failures.
+    A folder is walked as `excnet batch` walks it (`batch.list_images`: sorted, hidden files
+    and folders such as macOS's ._NAME left out, links to folders not followed); with
+    skip_outputs our own NAME.excnet.EXT results are left out too. Paths that do not exist
+    are yielded, so that they are reported as failures.
     """
+    from ..batch import list_images
+
     for p in paths:
         if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if not f.is_file() or f.suffix.lower() not in IMAGE_SUFFIXES:
-                    continue
-                if skip_outputs and f.stem.endswith(OUTPUT_TAG):
-                    continue
-                yield f, p
+            for rel in list_images(str(p)):
+                f = p.joinpath(*rel.split("/"))
+                if not (skip_outputs and f.stem.endswith(OUTPUT_TAG)):
+                    yield f, p
         else:
             yield p, None
 

@@ -156,6 +156,9 @@ def read_image(
     try:
         st = p.stat()
     except FileNotFoundError:
+        if p.is_symlink():
+            raise ImageError(f"{name}: broken link (its target {os.readlink(p)} is missing)"
+                             ) from None
         raise ImageError(f"{name}: missing file (no such file or directory)") from None
     except OSError as exc:
         raise ImageError(f"{name}: cannot access file ({exc.strerror or exc})") from None
