@@ -80,6 +80,15 @@ def test_restore_file_keeps_16_bit_and_records_fields(tmp_path):
     assert out.mean() > read_image(src).pixels.mean()  # shadows lifted
 
 
+def test_an_unwritable_output_format_is_named_once(tmp_path):
+    src = tmp_path / "a.png"
+    write_image(src, make_backlit(48, 64))
+    rec = restore_file(Restorer("direct"), src, tmp_path / "o" / "a.xyz")
+    assert rec["status"] == "error"
+    assert rec["error"].startswith(f"{src}: a.xyz: cannot tell the image format")
+    assert rec["error"].count("a.xyz") == 1
+
+
 def test_restore_file_takes_an_image_already_being_decoded(tmp_path):
     """The CLI decodes its first file while it loads the restorer: restore_file restores what
     that decode gives (here a different picture from the file's) and records its failure."""

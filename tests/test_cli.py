@@ -291,6 +291,7 @@ def test_estimate_reports_an_empty_folder_and_refuses_a_curve(tmp_path, capsys):
         (["-o", "-", "--json"], "--json prints to standard output"),
         (["-o", "OUT", "--format", "png"], "--format is for standard output"),
         (["-", "-o", "-"], "exactly one input"),
+        (["-o", "OUTXYZ"], "out.xyz: cannot tell the image format from the suffix '.xyz'"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(tmp_path, capsys, args, message):
@@ -298,7 +299,8 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, capsys, args, message):
     (tmp_path / "curve.json").write_text(json.dumps({"phi_s": 0.5, "phi_h": 0.5}))
     (tmp_path / "bad.json").write_text("{oops")
     subs = {"PARAMS": tmp_path / "curve.json", "BADPARAMS": tmp_path / "bad.json",
-            "NOPARAMS": tmp_path / "none.json", "OUT": tmp_path / "out.png"}
+            "NOPARAMS": tmp_path / "none.json", "OUT": tmp_path / "out.png",
+            "OUTXYZ": tmp_path / "out.xyz"}
     args = [str(subs.get(a, a)) for a in args]
     code, out, err = cli(capsys, "restore", src, *args)
     assert code == 2

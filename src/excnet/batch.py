@@ -187,8 +187,10 @@ def encode_file(dst: str, pixels: np.ndarray, like: ImageFile, quality: int = 95
     try:
         return encode_image(pixels, format_from_path(dst), like=like, quality=quality,
                             threads=threads)
-    except ImageError as exc:  # named like write_image's errors: by the file's name
-        raise ImageError(f"{_file_name(dst)}: {exc}") from None
+    except ImageError as exc:  # named like write_image's errors: by the file's name, once
+        name, message = _file_name(dst), str(exc)
+        raise ImageError(message if message.startswith(f"{name}:") else f"{name}: {message}"
+                         ) from None
 
 
 def store_file(dst: str, data: bytes, overwrite: bool = True,

@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..imageio.formats import output_name, output_suffix
+from ..imageio.formats import ImageError, format_from_path, output_name, output_suffix
 from .common import (
     OUTPUT_TAG,
     UsageError,
@@ -114,6 +114,11 @@ def run_restore(args: argparse.Namespace) -> int:
     options = restorer_options(args)
     single_file = (len(args.inputs) == 1 and len(jobs) == 1 and jobs[0][1] is None
                    and args.output is not None and not args.output.is_dir())
+    if single_file:
+        try:
+            format_from_path(args.output)
+        except ImageError as exc:  # before any work: the photo could not be written
+            raise UsageError(str(exc)) from None
     one_folder = len(args.inputs) == 1 and args.inputs[0].is_dir()
     empty = _empty_folders(args.inputs, jobs)
     failures = list(empty)
