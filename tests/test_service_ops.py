@@ -11,11 +11,12 @@ import pytest
 from conftest import make_backlit
 from prometheus_client.parser import text_string_to_metric_families
 
+from excnet import Restorer
 from excnet.cli import main
 from excnet.imageio import encode_image
 from excnet.service import Settings, create_app
 from excnet.service.auth import TokenError, Tokens, is_loopback, read_token_file
-from excnet.service.logs import LOGGER, JsonFormatter, TextFormatter
+from excnet.service.logs import ERROR_LOGGER, LOGGER, JsonFormatter, TextFormatter
 
 with warnings.catch_warnings():  # starlette nags about httpx vs httpx2; httpx is what we have
     warnings.simplefilter("ignore")
@@ -254,6 +255,35 @@ def test_one_log_line_per_request_with_the_request_id(png, caplog):
     assert failed["error"] == "unsupported_type" and failed["megapixels"] is None
     text = TextFormatter().format(records[0])
     assert '"POST /api/v1/restore" 200' in text and "id=lb-42.a" in text and "\n" not in text
+
+
+class BrokenRestorer(Restorer):
+    """A restorer with a bug: its restore raises."""
+
+    def restore(self, image, curve=None, **_kw):
+        raise RuntimeError("secret detail of the bug")
+
+
+def test_an_internal_error_is_a_json_500_with_the_request_id_and_its_traceback_logged(
+        png, caplog):
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    caplog.set_level(logging.INFO, logger=ERROR_LOGGER)
+    app = create_app(Settings(solver="direct"), make_restorer=lambda s: BrokenRestorer(s))
+    with TestClient(app) as c:
+        r = c.post(f"{API}/restore", files=upload(png), headers={"X-Request-ID": "bug-1"})
+        assert r.status_code == 500 and r.headers["x-request-id"] == "bug-1"
+        error = r.json()["error"]
+        assert error["code"] == "internal" and "bug-1" in error["message"]
+        assert "secret" not in r.text  # the details stay in the log
+        assert c.get(f"{API}/health").json()["pool"]["admitted"] == 0  # its slot is free
+    access = [rec for rec in caplog.records if rec.name == LOGGER]
+    line = json.loads(JsonFormatter().format(access[0]))
+    assert (line["status"], line["error"], line["bytes_out"]) == (500, "internal", len(r.content))
+    [err] = [rec for rec in caplog.records if rec.name == ERROR_LOGGER]
+    logged = json.loads(JsonFormatter().format(err))
+    assert "bug-1" in logged["message"] and logged["level"] == "ERROR"
+    assert "RuntimeError: secret detail of the bug" in logged["traceback"]
+    assert "RuntimeError: secret detail of the bug" in TextFormatter().format(err)
 
 
 # --------------------------------------------------------------------------- readiness

@@ -528,10 +528,6 @@ def create_app(settings: Settings | None = None,
             parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else err.get("msg"))
         return error_response(422, "bad_request", "; ".join(parts) or "invalid request")
 
-    @app.exception_handler(Exception)
-    async def _internal(_request, exc: Exception) -> JSONResponse:
-        return error_response(500, "internal", f"internal error ({type(exc).__name__})")
-
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")

@@ -17,8 +17,11 @@ from typing import Literal
 
 from . import context
 from .context import RequestContext
+from .errors import error_response
 
 LOGGER = "excnet.access"
+#: Internal errors, with their traceback (on even with the request lines off).
+ERROR_LOGGER = "excnet.error"
 #: Error bodies are small; a longer body is not an error body worth parsing.
 ERROR_BODY_LIMIT = 4096
 
@@ -47,15 +50,19 @@ class JsonFormatter(logging.Formatter):
         if request is not None:
             return json.dumps(record(request), separators=(",", ":"))
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(rec.created))
-        return json.dumps({"time": f"{stamp}.{int(rec.msecs):03d}Z", "level": rec.levelname,
-                           "message": rec.getMessage()})
+        out = {"time": f"{stamp}.{int(rec.msecs):03d}Z", "level": rec.levelname,
+               "message": rec.getMessage()}
+        if rec.exc_info:
+            out["traceback"] = self.formatException(rec.exc_info)
+        return json.dumps(out)
 
 
 class TextFormatter(logging.Formatter):
     def format(self, rec: logging.LogRecord) -> str:
         request = getattr(rec, "request", None)
         if request is None:
-            return f"{self.formatTime(rec)} {rec.levelname} {rec.getMessage()}"
+            line = f"{self.formatTime(rec)} {rec.levelname} {rec.getMessage()}"
+            return f"{line}\n{self.formatException(rec.exc_info)}" if rec.exc_info else line
         r = record(request)
         extra = "".join(f" {k}={v}" for k, v in (("mp", r["megapixels"]), ("phi_s", r["phi_s"]),
                                                   ("phi_h", r["phi_h"]), ("error", r.get("error")))
@@ -69,7 +76,7 @@ def configure(fmt: Literal["json", "text"], access: bool = True) -> None:
     """Log to stderr in `fmt`: a line per request (unless `access` is off) and uvicorn's own."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    for name in (LOGGER, "uvicorn"):
+    for name in (LOGGER, ERROR_LOGGER, "uvicorn"):
         logger = logging.getLogger(name)
         for old in list(logger.handlers):
             logger.removeHandler(old)
@@ -79,11 +86,17 @@ def configure(fmt: Literal["json", "text"], access: bool = True) -> None:
 
 
 class RequestLog:
-    """ASGI middleware: request context, X-Request-ID, byte counts, the log line, metrics."""
+    """ASGI middleware: request context, X-Request-ID, byte counts, the log line, metrics.
+
+    It also answers what nothing else did: an unexpected exception before the response began
+    becomes a 500 JSON error naming the request id (with X-Request-ID, counted and logged like
+    any other answer), its traceback logged to `ERROR_LOGGER`, never sent to the client.
+    """
 
     def __init__(self, app, observe: Callable[[RequestContext], None]) -> None:
         self.app, self.observe = app, observe
         self.logger = logging.getLogger(LOGGER)
+        self.errors = logging.getLogger(ERROR_LOGGER)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -112,6 +125,14 @@ class RequestLog:
         handle = context.enter(request)
         try:
             await self.app(scope, counting_receive, tagging_send)
+        except Exception as exc:
+            if request.status:  # the response had begun: uvicorn closes the connection
+                raise
+            self.errors.error("internal error in %s %s (request %s)", request.method,
+                              request.path, request.id, exc_info=True)
+            await error_response(
+                500, "internal", f"internal error ({type(exc).__name__}); request id "
+                                 f"{request.id}")(scope, counting_receive, tagging_send)
         except BaseException:
             if not request.status:
                 request.status = 500
