@@ -136,6 +136,29 @@ def test_apply_uses_the_given_curve_and_the_saved_file_works_with_the_cli(
                                   api_pixels)
 
 
+def test_apply_takes_the_recorded_exposure_and_amount_as_the_cli_does(client, png, tmp_path):
+    fields = {"phi_s": "0.7", "phi_h": "0.3", "exposure": "1.5", "amount": "0.6"}
+    r = client.post(f"{API}/apply?response=json", files=upload(png), data=fields)
+    assert r.status_code == 200
+    body = r.json()
+    assert (body["curve"]["exposure"], body["curve"]["amount"]) == (1.5, 0.6)
+    api_pixels = decode_image(base64.b64decode(body["image_base64"])).pixels
+    (tmp_path / "in.png").write_bytes(png)
+    assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"),
+                 "--phi-s", "0.7", "--phi-h", "0.3", "--exposure", "1.5",
+                 "--amount", "0.6"]) == 0
+    np.testing.assert_array_equal(decode_image((tmp_path / "out.png").read_bytes()).pixels,
+                                  api_pixels)
+    # amount also replaces a saved curve's; exposure goes with phi_s/phi_h only (as the CLI)
+    saved = json.dumps({**Curve.from_dict(body["curve"]).to_dict(), "amount": 1.0})
+    r = client.post(f"{API}/apply", files=upload(png), data={"params": saved, "amount": "0.6"})
+    np.testing.assert_array_equal(decode_image(r.content).pixels, api_pixels)
+    r = client.post(f"{API}/apply", files=upload(png), data={"params": saved, "exposure": "1"})
+    assert r.status_code == 422 and "not both" in error_of(r)["message"]
+    r = client.post(f"{API}/restore", files=upload(png), data={"amount": "0.5"})
+    assert r.status_code == 422 and "amount" in error_of(r)["message"]
+
+
 def test_restore_with_given_phi_skips_estimation(client, photo, png):
     r = client.post(f"{API}/restore", files=upload(png), data={"phi_s": "0.4"})
     assert r.status_code == 200

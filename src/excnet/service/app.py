@@ -407,8 +407,10 @@ def image_or_json(result: dict, name: str, response: str) -> Response:
 # --------------------------------------------------------------------------- request parsing
 
 
-def _given_curve(params: str | None, phi_s: float | None, phi_h: float | None) -> Curve | None:
-    """The curve fixed by the request (`params` JSON or phi_s/phi_h), by the CLI's rule."""
+def _given_curve(params: str | None, phi_s: float | None, phi_h: float | None,
+                 exposure: float | None = None, amount: float | None = None) -> Curve | None:
+    """The curve fixed by the request (`params` JSON, or phi_s/phi_h with the recorded
+    adaptive exposure), by the CLI's rule; `amount` replaces the fixed curve's."""
 
     def load() -> Curve:
         data = json.loads(params)
@@ -417,11 +419,17 @@ def _given_curve(params: str | None, phi_s: float | None, phi_h: float | None) -
         return Curve.from_dict(data)
 
     try:
-        return given_curve(None if params is None else load, phi_s, phi_h, IMPROVED)
+        curve = given_curve(None if params is None else load, phi_s, phi_h, IMPROVED, exposure)
     except BothGiven:
-        raise ApiError(422, "bad_request", "give either params or phi_s/phi_h, not both") from None
+        raise ApiError(422, "bad_request",
+                       "give either params or phi_s/phi_h (and exposure), not both") from None
     except ValueError as exc:  # json.JSONDecodeError is one too
         raise ApiError(422, "bad_request", f"bad curve parameters: {exc}") from None
+    if amount is None:
+        return curve
+    if curve is None:
+        raise ApiError(422, "bad_request", "amount goes with phi_s/phi_h or params")
+    return replace(curve, amount=amount)
 
 
 def _format(name: str | None) -> str | None:
@@ -460,6 +468,10 @@ StrengthField = Annotated[float | None, Form(description="strength s: scales bot
 HighlightField = Annotated[float | None, Form(
     description=f"highlight scale h: fraction of phi_h applied ({IMPROVED.highlight_scale})")]
 PhiField = Annotated[float | None, Form(description="use this phi, skip estimation")]
+ExposureField = Annotated[float | None, Form(
+    description="with phi_s/phi_h: the adaptive exposure in EV to apply, as recorded (0)")]
+AmountField = Annotated[float | None, Form(
+    description="with phi_s/phi_h or params: the adaptive fraction of phi, as recorded (1)")]
 ParamsField = Annotated[str | None, Form(
     description="a saved curve as JSON (Curve.to_dict(), as `excnet estimate --save` writes)")]
 FormatField = Annotated[str | None, Form(
@@ -576,12 +588,14 @@ def create_app(settings: Settings | None = None,
     async def restore(file: FileField, solver: SolverField = None,
                       strength: StrengthField = None, highlight_scale: HighlightField = None,
                       phi_s: PhiField = None, phi_h: PhiField = None,
+                      exposure: ExposureField = None, amount: AmountField = None,
                       params: ParamsField = None, format: FormatField = None,  # noqa: A002
                       quality: QualityField = 95, denoise: DenoiseField = None,
                       adapt: AdaptField = None, response: ResponseQuery = "image"):
         """Estimates phi (unless phi_s/phi_h or params fix it) and returns the restored image."""
         data, name = await _read_upload(file, settings)
-        given = _given_curve(params, _control("phi_s", phi_s), _control("phi_h", phi_h))
+        given = _given_curve(params, _control("phi_s", phi_s), _control("phi_h", phi_h),
+                             _control("exposure", exposure), _control("amount", amount))
         j = job(data, name, solver, strength=_control("strength", strength),
                 highlight_scale=_control("highlight_scale", highlight_scale),
                 format=_format(format), quality=quality, denoise=denoise, adapt=adapt)
@@ -595,6 +609,7 @@ def create_app(settings: Settings | None = None,
               responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()},
                                "description": "the restored image (or JSON, see `response`)"}})
     async def apply(file: FileField, phi_s: PhiField = None, phi_h: PhiField = None,
+                    exposure: ExposureField = None, amount: AmountField = None,
                     params: ParamsField = None, strength: StrengthField = None,
                     highlight_scale: HighlightField = None,
                     format: FormatField = None,  # noqa: A002
@@ -602,7 +617,8 @@ def create_app(settings: Settings | None = None,
                     response: ResponseQuery = "image"):
         """Applies the curve given by phi_s/phi_h or params; no estimation."""
         data, name = await _read_upload(file, settings)
-        given = _given_curve(params, _control("phi_s", phi_s), _control("phi_h", phi_h))
+        given = _given_curve(params, _control("phi_s", phi_s), _control("phi_h", phi_h),
+                             _control("exposure", exposure), _control("amount", amount))
         if given is None:
             raise ApiError(422, "bad_request", "apply needs phi_s and phi_h, or params")
         j = job(data, name, None, strength=_control("strength", strength),
