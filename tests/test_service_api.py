@@ -118,9 +118,10 @@ def test_estimate_returns_phi_and_a_preview_with_its_base_layer(client, photo, p
 
 def test_apply_uses_the_given_curve_and_the_saved_file_works_with_the_cli(
         client, photo, png, tmp_path):
-    tuned = Curve(0.7, 0.3, strength=0.8, highlight_scale=0.5)
-    r = client.post(f"{API}/apply", files=upload(png),
-                    data={k: str(v) for k, v in tuned.to_dict().items()})
+    tuned = Curve(0.7, 0.3, strength=0.8, highlight_scale=0.5, monotonic=True, exposure=0.5,
+                  amount=0.9)
+    fields = {k: str(v) for k, v in tuned.to_dict().items() if k != "monotonic"}  # the server's
+    r = client.post(f"{API}/apply", files=upload(png), data=fields)
     assert r.status_code == 200 and r.headers["x-excnet-iterations"] == "0"
     api_pixels = decode_image(r.content).pixels
     np.testing.assert_array_equal(api_pixels, Restorer("direct").restore(photo, tuned).image)
@@ -256,9 +257,40 @@ def test_bad_parameters_are_422_with_a_message(client, png, path, fields, needle
 
 def test_missing_file_and_unknown_routes(client):
     r = client.post(f"{API}/restore", data={"strength": "1"})
-    assert r.status_code == 422 and "file" in error_of(r)["message"]
+    assert r.status_code == 422 and "field 'file'" in error_of(r)["message"]
     assert client.get(f"{API}/nothing").status_code == 404
     assert error_of(client.get(f"{API}/restore"))["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize("path, fields, needle", [
+    ("restore", {"strenght": "0.5"}, "unknown form field 'strenght'"),   # a typo
+    ("restore", {"faithful": "true"}, "unknown form field 'faithful'"),  # not an API option
+    ("apply", {"phi_s": "0.5", "adapt": "off"}, "unknown form field 'adapt'"),
+    ("estimate", {"format": "png"}, "unknown form field 'format'"),
+    ("restore?format=png", {}, "unknown query parameter 'format'"),  # a form field, misplaced
+    ("estimate?preveiw=64", {}, "unknown query parameter 'preveiw'"),
+])
+def test_unknown_or_misplaced_options_are_refused_not_ignored(client, png, path, fields, needle):
+    r = client.post(f"{API}/{path}", files=upload(png), data=fields)
+    assert r.status_code == 422
+    message = error_of(r)["message"]
+    assert needle in message and "file" in message  # and it names what the endpoint takes
+
+
+def test_the_photo_must_be_one_file_in_a_multipart_form(client, png):
+    r = client.post(f"{API}/restore", files={"image": ("a.png", png, "image/png")})
+    assert r.status_code == 422 and "unknown form field 'image'" in error_of(r)["message"]
+    r = client.post(f"{API}/restore", files=[("file", ("a.png", png, "image/png")),
+                                             ("file", ("b.png", png, "image/png"))])
+    assert r.status_code == 422 and "one photo per request" in error_of(r)["message"]
+    r = client.post(f"{API}/restore", files={"file": (None, "a.png")})  # a text field
+    assert r.status_code == 422 and "must be a file upload" in error_of(r)["message"]
+    for kind in ("image/png", "application/json", None):
+        headers = {"content-type": kind} if kind else {}
+        r = client.post(f"{API}/restore", content=png, headers=headers)
+        assert r.status_code == 415
+        body = error_of(r)
+        assert body["code"] == "not_multipart" and "multipart/form-data" in body["message"]
 
 
 def test_nothing_is_left_on_disk(png, tmp_path, monkeypatch):

@@ -37,7 +37,7 @@ from typing import Annotated, Literal
 
 import cv2
 import numpy as np
-from fastapi import FastAPI, File, Form, Query, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -453,6 +453,45 @@ async def _read_upload(file: UploadFile, settings: Settings) -> tuple[bytes, str
     return data, name
 
 
+#: Request bodies that can carry form fields; anything else cannot carry the photo.
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+async def known_fields(request: Request) -> None:
+    """Refuse what the endpoint would silently ignore or misread: a body that is not a form,
+    a form field or query parameter it does not take (a misspelt or misplaced option), a
+    missing photo, text instead of a file, or several photos. Runs before the fields are
+    validated, so that the message names the real mistake."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in FORM_TYPES:
+        raise ApiError(415, "not_multipart",
+                       f"send the photo as multipart/form-data in the field 'file' "
+                       f"(curl -F file=@photo.jpg), not as {kind or 'a body without a type'}")
+    dependant = request.scope["route"].dependant
+    fields = [f.alias for f in dependant.body_params]
+    params = [f.alias for f in dependant.query_params]
+    form = await request.form()  # parsed once: FastAPI reads the same parsed form
+    endpoint = request.url.path.rsplit("/", 1)[-1]
+    for given, known, where in ((form.keys(), fields, "form field"),
+                                (request.query_params.keys(), params, "query parameter")):
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            raise ApiError(422, "bad_request",
+                           f"unknown {where} {', '.join(map(repr, unknown))}: {endpoint} takes "
+                           f"the form fields {', '.join(fields)} and the query parameters "
+                           f"{', '.join(params)}")
+    files = form.getlist("file")
+    if not files:
+        raise ApiError(422, "bad_request",
+                       "no photo: send it in the form field 'file' (curl -F file=@photo.jpg)")
+    if len(files) > 1:
+        raise ApiError(422, "bad_request", f"one photo per request, not {len(files)}")
+    if isinstance(files[0], str):
+        raise ApiError(422, "bad_request",
+                       "the field 'file' must be a file upload (curl -F file=@photo.jpg), "
+                       "not text")
+
+
 def _control(name: str, value: float | None) -> float | None:
     if value is not None and not math.isfinite(value):
         raise ApiError(422, "bad_request", f"{name} must be a finite number")
@@ -582,6 +621,7 @@ def create_app(settings: Settings | None = None,
         return result
 
     @app.post(f"{API}/restore", tags=["restore"], summary="Restore an uploaded photo",
+              dependencies=[Depends(known_fields)],
               response_class=Response,
               responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()},
                                "description": "the restored image (or JSON, see `response`)"}})
@@ -605,6 +645,7 @@ def create_app(settings: Settings | None = None,
         return image_or_json(result, name, response)
 
     @app.post(f"{API}/apply", tags=["restore"], summary="Apply given curve parameters",
+              dependencies=[Depends(known_fields)],
               response_class=Response,
               responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()},
                                "description": "the restored image (or JSON, see `response`)"}})
@@ -628,7 +669,8 @@ def create_app(settings: Settings | None = None,
         result = await run(restore_job, j)
         return image_or_json(result, name, response)
 
-    @app.post(f"{API}/estimate", tags=["restore"], summary="Estimate the curve only")
+    @app.post(f"{API}/estimate", tags=["restore"], summary="Estimate the curve only",
+              dependencies=[Depends(known_fields)])
     async def estimate(file: FileField, solver: SolverField = None,
                        strength: StrengthField = None, highlight_scale: HighlightField = None,
                        adapt: AdaptField = None, preview: Annotated[int, Query(
