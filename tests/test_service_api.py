@@ -143,6 +143,7 @@ def test_apply_takes_the_recorded_exposure_and_amount_as_the_cli_does(client, pn
     assert r.status_code == 200
     body = r.json()
     assert (body["curve"]["exposure"], body["curve"]["amount"]) == (1.5, 0.6)
+    assert (body["exposure"], body["amount"]) == (1.5, 0.6)  # as the CLI's --json records
     api_pixels = decode_image(base64.b64decode(body["image_base64"])).pixels
     (tmp_path / "in.png").write_bytes(png)
     assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"),

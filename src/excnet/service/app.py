@@ -385,7 +385,9 @@ def image_or_json(result: dict, name: str, response: str) -> Response:
             "converged": result["converged"], "width": result["width"],
             "height": result["height"], "format": fmt, "media_type": MEDIA_TYPES[fmt],
             "filename": filename, "denoise": result["denoise"],
-            "needs_correction": result["needs_correction"], "mean_gain": result["mean_gain"]}
+            # the four fields of the CLI's --json records and the batch manifest
+            "needs_correction": result["needs_correction"], "mean_gain": result["mean_gain"],
+            "exposure": curve.exposure, "amount": curve.amount}
     if response == "json":
         meta["image_base64"] = base64.b64encode(result["body"]).decode("ascii")
         return JSONResponse(meta)
