@@ -299,3 +299,10 @@ def test_a_draining_pool_is_not_ready_and_refuses_work(png):
         r = c.post(f"{API}/restore", files=upload(png))
         assert r.status_code == 503 and r.json()["error"]["code"] == "shutting_down"
         assert c.get(f"{API}/health").json()["status"] == "ok"  # alive all the same
+        # probes that ask with HEAD get the same statuses, without a body
+        assert (c.head(f"{API}/ready").status_code, c.head(f"{API}/health").status_code) == (
+            503, 200)
+        app.state.pool.draining = False
+        r = c.head(f"{API}/ready")
+        assert r.status_code == 200 and r.content == b""
+        assert c.head("/").status_code == 200

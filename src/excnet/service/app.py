@@ -709,5 +709,8 @@ def create_app(settings: Settings | None = None,
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
+    # Probes and uptime checkers may ask with HEAD: the same status, no body.
+    for path, endpoint in ((f"{API}/health", health), (f"{API}/ready", ready), ("/", index)):
+        app.add_api_route(path, endpoint, methods=["HEAD"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
