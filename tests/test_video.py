@@ -60,8 +60,11 @@ def write_clip(path: Path, n: int = 6, *, size=(64, 48), pts=None, rotation=0, a
             for k in range(4):
                 frame = av.AudioFrame(format=a.codec_context.format.name, layout="mono",
                                       samples=a.codec_context.frame_size or 1024)
-                for p in frame.planes:
-                    p.update(bytes(rng.integers(0, 256, p.buffer_size, dtype=np.uint8)))
+                for p in frame.planes:  # random samples (as floats: random bytes make NaNs)
+                    noise = (rng.random(p.buffer_size // 4, np.float32) - 0.5).tobytes() \
+                        if "flt" in frame.format.name else bytes(
+                            rng.integers(0, 256, p.buffer_size, dtype=np.uint8))
+                    p.update(noise)
                 frame.sample_rate, frame.pts = 8000, k * frame.samples
                 out.mux(a.encode(frame))
             out.mux(a.encode())
@@ -356,3 +359,36 @@ def test_cli_json_summary_and_refuses_to_replace_input(tmp_path, capsys):
                          "p.json")
     assert code == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4", "o.mp4"]
+
+
+# ----------------------------------------------------------------------------- output settings
+
+
+def test_output_folder_is_created_and_webm_gets_vp9(tmp_path):
+    src = write_clip(tmp_path / "c.mp4", 3, audio="aac")
+    out = restore_video(src, tmp_path / "new" / "sub" / "o.webm", curve=Curve(0.3, 0.1))
+    assert out.codec == "libvpx-vp9" and out.audio == ["re-encoded aac to opus"]
+    with av.open(str(tmp_path / "new" / "sub" / "o.webm")) as c:
+        assert c.streams.video[0].codec_context.name == "vp9"
+        assert sum(1 for _ in c.decode(video=0)) == 3
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--preset", "nope"], "cannot open the libx264 encoder (preset 'nope'"),
+    (["--crf", "-5"], "cannot open the libx264 encoder"),
+    (["--codec", "aac"], "'aac' is not a video encoder"),
+    (["--codec", "nope"], "unknown video encoder 'nope'"),
+    (["--codec", "libx264rgb"], "takes no Y'CbCr format"),
+    (["--codec", "libx265", "-o", "{d}/o.webm"], "webm container cannot hold libx265"),
+    (["-o", "{d}/o.xyz"], "unknown container suffix '.xyz'"),
+    (["-o", "{d}"], "is a folder"),
+])
+def test_cli_bad_output_settings_one_line_error(tmp_path, capsys, args, words):
+    src = write_clip(tmp_path / "c.mp4", 2, audio="aac")
+    d = tmp_path / "out"
+    d.mkdir()
+    args = [a.format(d=d) for a in args]
+    code, _, err = run_cli(capsys, src, *(args if "-o" in args else [*args, "-o", d / "o.mp4"]))
+    assert code == 1 and err.startswith("excnet: ") and err.count("\n") == 1, err
+    assert words in err
+    assert list(d.iterdir()) == []

@@ -66,6 +66,11 @@ _LUT_SIZE = 4096
 _RATE_CONTROL = {"libx264": "crf", "libx265": "crf", "libvpx-vp9": "crf", "libsvtav1": "crf",
                  "libaom-av1": "crf"}
 _PRESET = {"libx264", "libx265", "libsvtav1"}
+#: The video encoder for an output suffix when none is given (libx264 for the rest).
+DEFAULT_CODECS = {".webm": "libvpx-vp9"}
+#: Pixel formats our 8-bit 4:2:0 frames are encoded in, by preference (the first the encoder
+#: takes; ProRes takes only 10-bit 4:2:2 and 4:4:4).
+_ENCODE_FORMATS = ("yuv420p", "yuv422p", "yuv444p", "yuv420p10le", "yuv422p10le", "yuv444p10le")
 
 
 class VideoError(Exception):
@@ -218,7 +223,7 @@ def restore_video(src: str | os.PathLike, dst: str | os.PathLike, *,
                   restorer: Restorer | None = None, curve: Curve | None = None,
                   every: int = DEFAULT_EVERY, tau: float = DEFAULT_TAU,
                   cut_threshold: float = DEFAULT_CUT_THRESHOLD, guided: bool = True,
-                  fresh_iters: int = 1000, codec: str = "libx264", preset: str = "veryfast",
+                  fresh_iters: int = 1000, codec: str | None = None, preset: str = "veryfast",
                   crf: int = 20, overwrite: bool = False, torch_threads: int | None = 1,
                   on_frame: Callable[[int, int], None] | None = None) -> VideoSummary:
     """Restore a back-lit video file `src` into `dst` (format from dst's suffix).
@@ -227,16 +232,22 @@ def restore_video(src: str | os.PathLike, dst: str | os.PathLike, *,
     `restorer` (default: direct solver) through a `TemporalGuide(every, tau, cut_threshold)`;
     guided=False restores every frame independently (estimate each frame, no smoothing). The
     network solver's frames each train up to the restorer's max_iters; first frames and cuts
-    up to `fresh_iters`. on_frame(done, total) is called after each frame (total may be 0).
+    up to `fresh_iters`. codec: the video encoder (default by dst's suffix, `DEFAULT_CODECS`,
+    else libx264). on_frame(done, total) is called after each frame (total may be 0).
     torch_threads: torch's intra-op thread count while this runs (restored after; None leaves
     it alone): the decoder's and encoder's threads already fill the cores, and idle torch
     worker threads spinning between estimates slow the encoder down.
     Raises VideoError (one line naming the file); dst is written atomically and never left
-    half-written; dst may replace src only with overwrite=True.
+    half-written (its folder is created if need be); dst may replace src only with
+    overwrite=True.
     """
     src, dst = Path(src), Path(dst)
     if not src.is_file():
         raise VideoError(f"{src}: no such file")
+    if dst.is_dir():
+        raise VideoError(f"{dst}: is a folder; name the output file")
+    codec = codec or DEFAULT_CODECS.get(dst.suffix.lower(), "libx264")
+    pix_fmt = encoder_format(codec, dst)
     if dst.exists() and os.path.samefile(src, dst) and not overwrite:
         raise VideoError(f"{dst}: output would replace the input (use --overwrite)")
     restorer = restorer or Restorer("direct")
@@ -251,11 +262,30 @@ def restore_video(src: str | os.PathLike, dst: str | os.PathLike, *,
     try:
         with _open_input(src) as inp, _torch_threads(torch_threads):
             summary = _transcode(inp, src, tmp, dst, guide, curve, restorer,
-                                 (codec, preset, crf), on_frame)
+                                 (codec, pix_fmt, preset, crf), on_frame)
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
     return summary
+
+
+def encoder_format(codec: str, dst: Path) -> str:
+    """The pixel format the video encoder `codec` is fed (`_ENCODE_FORMATS`); VideoError if it
+    is unknown, not a video encoder, or takes none of them."""
+    try:
+        enc = av.codec.Codec(codec, "w")
+    except (av.codec.codec.UnknownCodecError, ValueError):
+        raise VideoError(f"{dst}: unknown video encoder {codec!r}") from None
+    if enc.type != "video":
+        raise VideoError(f"{dst}: {codec!r} is not a video encoder")
+    formats = [f.name for f in enc.video_formats or ()]
+    if not formats:
+        return _ENCODE_FORMATS[0]
+    for name in _ENCODE_FORMATS:
+        if name in formats:
+            return name
+    raise VideoError(f"{dst}: the {codec} encoder takes no Y'CbCr format we write "
+                     f"({', '.join(formats)})")
 
 
 def expected_frames(src: str | os.PathLike) -> int:
@@ -335,14 +365,31 @@ class _Output:
         self.audio: dict[av.AudioStream, tuple] = {}
         self.notes: list[str] = []
         self.pending: list[av.Packet] = []
+        self.started = False
+
+    def open(self) -> None:
+        """Create the folder and the (temporary) file; refuse a container that cannot hold the
+        video codec before any frame is decoded."""
+        codec = self.settings[0]
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise VideoError(f"{self.dst}: cannot create folder {self.path.parent} "
+                             f"({exc.strerror or exc})") from None
+        try:
+            self.container = av.open(str(self.path), "w")
+        except (av.FFmpegError, ValueError) as exc:
+            reason = (f"unknown container suffix {self.dst.suffix!r}"
+                      if "output format" in _reason(exc) else _reason(exc))
+            raise VideoError(f"{self.dst}: cannot write this container ({reason})") from None
+        if codec not in self.container.supported_codecs:
+            raise VideoError(f"{self.dst}: the {self.container.format.name} container cannot "
+                             f"hold {codec} video (choose another --codec or suffix)")
 
     def start(self, first: av.VideoFrame, video_in: av.VideoStream, spec: YuvSpec) -> None:
-        codec, preset, crf = self.settings
-        try:
-            out = av.open(str(self.path), "w")
-        except (av.FFmpegError, ValueError) as exc:
-            raise VideoError(f"{self.dst}: cannot write this container ({_reason(exc)})") from None
-        self.container = out
+        """Add the streams (video sized by the first frame) and open the encoders."""
+        codec, pix_fmt, preset, crf = self.settings
+        out = self.container
         options = {}
         if codec in _RATE_CONTROL:
             options[_RATE_CONTROL[codec]] = str(crf)
@@ -357,7 +404,7 @@ class _Output:
             v = out.add_stream(codec, rate=rate, options=options)
         except (av.FFmpegError, ValueError) as exc:
             raise VideoError(f"{self.dst}: cannot encode with {codec!r} ({_reason(exc)})") from None
-        v.width, v.height, v.pix_fmt = first.width, first.height, "yuv420p"
+        v.width, v.height, v.pix_fmt = first.width, first.height, pix_fmt
         v.time_base = video_in.time_base
         v.codec_context.time_base = video_in.time_base
         cc = v.codec_context
@@ -370,6 +417,13 @@ class _Output:
         self.video = v
         for a in self.audio_in:
             self._add_audio(out, a)
+        try:
+            out.start_encoding()
+        except av.FFmpegError as exc:
+            tuning = f"preset {preset!r}, " if codec in _PRESET else ""
+            raise VideoError(f"{self.dst}: cannot open the {codec} encoder ({tuning}crf {crf}: "
+                             f"{_reason(exc)})") from None
+        self.started = True
 
     def _add_audio(self, out: av.container.OutputContainer, a: av.AudioStream) -> None:
         name = a.codec_context.name
@@ -390,7 +444,7 @@ class _Output:
         self.notes.append(f"dropped {name}: the output container cannot hold it")
 
     def audio_packet(self, packet: av.Packet) -> None:
-        if self.container is None:
+        if not self.started:
             self.pending.append(packet)
             return
         route = self.audio.get(packet.stream)
@@ -437,6 +491,7 @@ def _transcode(inp, src: Path, tmp: Path, dst: Path, guide: TemporalGuide | None
     lut = None if curve is None else gain_lut(curve, _LUT_SIZE)
     start = time.perf_counter()
     try:
+        out.open()
         for kind, item in _frames(inp, video, audio, src):
             if kind == "audio":
                 out.audio_packet(item)

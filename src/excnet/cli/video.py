@@ -32,7 +32,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, default=None, metavar="OUT",
                    help=f"output file; its suffix picks the container (default "
                         f"NAME{OUTPUT_TAG}.mp4 beside the input)")
-    p.add_argument("--codec", default="libx264", help="video encoder (default libx264)")
+    p.add_argument("--codec", default=None,
+                   help="video encoder (default libx264; libvpx-vp9 for .webm)")
     p.add_argument("--preset", default="veryfast",
                    help="encoder preset for x264/x265/SVT-AV1 (default veryfast)")
     p.add_argument("--crf", type=int, default=20,
