@@ -5,6 +5,7 @@ Clips are made at test time (scripts/make_clips.py or tiny PyAV writers) in temp
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
@@ -34,11 +35,15 @@ FPS = 25
 
 def write_clip(path: Path, n: int = 6, *, size=(64, 48), pts=None, rotation=0, audio=None,
                pix_fmt="yuv420p", trc=None, colour_range=1, time_base=Fraction(1, 25),
-               level=80, faststart=False, codec="libx264") -> Path:
-    """A tiny H.264 clip with chosen timestamps, rotation, audio codec, pixel format, transfer."""
+               level=80, faststart=False, codec="libx264", srt=None, tags=None,
+               timecode=None) -> Path:
+    """A tiny H.264 clip with chosen timestamps, rotation, audio codec, pixel format, transfer;
+    srt: subtitles (an .srt file) copied in; tags: the file's and the audio's tags."""
     w, h = size
     options = {"movflags": "faststart"} if faststart else {}
-    with av.open(str(path), "w", options=options) as out:
+    with av.open(str(path), "w", options=options) as out, \
+            contextlib.ExitStack() as stack:
+        out.metadata.update(tags or {})
         quiet = {"x265-params": "log-level=error"} if codec == "libx265" else {}
         v = out.add_stream(codec, rate=25, options={"crf": "10", **quiet})
         v.width, v.height, v.pix_fmt = w, h, pix_fmt
@@ -47,7 +52,13 @@ def write_clip(path: Path, n: int = 6, *, size=(64, 48), pts=None, rotation=0, a
             v.codec_context.color_trc = trc
         if rotation:
             v.set_display_rotation(rotation)
+        if timecode:
+            v.metadata["timecode"] = timecode
         a = out.add_stream(audio, rate=8000, layout="mono") if audio else None
+        if a is not None:
+            a.metadata.update(tags or {})
+        subs = stack.enter_context(av.open(str(srt))) if srt else None
+        s = out.add_stream_from_template(subs.streams.subtitles[0]) if subs else None
         rng = np.random.default_rng(0)
         for t in pts if pts is not None else range(n):
             rgb = np.clip(level + 40 * rng.random((h, w, 3)), 0, 255).astype(np.uint8)
@@ -68,6 +79,10 @@ def write_clip(path: Path, n: int = 6, *, size=(64, 48), pts=None, rotation=0, a
                 frame.sample_rate, frame.pts = 8000, k * frame.samples
                 out.mux(a.encode(frame))
             out.mux(a.encode())
+        for packet in subs.demux(subs.streams.subtitles[0]) if subs else ():
+            if packet.size:
+                packet.stream = s
+                out.mux(packet)
     return path
 
 
@@ -84,6 +99,14 @@ def mean_luma(path: Path) -> np.ndarray:
 def audio_packets(path: Path) -> list[bytes]:
     with av.open(str(path)) as c:
         return [bytes(p) for p in c.demux(c.streams.audio[0]) if p.size]
+
+
+def subtitle_packets(path: Path) -> list[tuple[bytes, float, float]]:
+    """(text, start, duration) of every subtitle packet, in seconds."""
+    with av.open(str(path)) as c:
+        s = c.streams.subtitles[0]
+        return [(bytes(p), float(p.pts * p.time_base), float(p.duration * p.time_base))
+                for p in c.demux(s) if p.size]
 
 
 def run_cli(capsys, *args) -> tuple[int, str, str]:
@@ -352,7 +375,7 @@ def test_cli_json_summary_and_refuses_to_replace_input(tmp_path, capsys):
     rec = json.loads(out)
     assert rec["frames"] == 8 and rec["fps"] > 0 and rec["cuts"] == []
     assert set(rec["phi_s"]) == {"mean", "std", "min", "max"}
-    assert rec["audio"] == [] and rec["estimates"] == 3
+    assert rec["audio"] == rec["subtitles"] == rec["data"] == [] and rec["estimates"] == 3
     code, _, err = run_cli(capsys, src, "-o", src)
     assert code == 1 and "would replace the input" in err
     code, _, _ = run_cli(capsys, src, "-o", tmp_path / "x.mp4", "--phi-s", "0.5", "--params",
@@ -392,3 +415,29 @@ def test_cli_bad_output_settings_one_line_error(tmp_path, capsys, args, words):
     assert code == 1 and err.startswith("excnet: ") and err.count("\n") == 1, err
     assert words in err
     assert list(d.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- other streams, tags
+
+
+def test_subtitles_tags_and_timecode_carried(tmp_path):
+    srt = tmp_path / "s.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:00,080\nHello\n\n"
+                   "2\n00:00:00,080 --> 00:00:00,120\nWorld\n")
+    tags = {"title": "Sunset", "creation_time": "2024-05-01T10:00:00.000000Z",
+            "language": "fra"}
+    src = write_clip(tmp_path / "c.mkv", 4, audio="aac", srt=srt, tags=tags)
+    out = restore_video(src, tmp_path / "o.mkv", curve=Curve(0.3, 0.1))
+    assert (out.audio, out.subtitles) == (["copied aac"], ["copied srt"])
+    assert subtitle_packets(tmp_path / "o.mkv") == subtitle_packets(src)
+    assert [t for t, _, _ in subtitle_packets(src)] == [b"Hello", b"World"]
+    with av.open(str(tmp_path / "o.mkv")) as c:
+        assert c.metadata["title"] == "Sunset" and "creation_time" in c.metadata
+        assert c.streams.audio[0].metadata["language"] == "fra"
+    dropped = restore_video(src, tmp_path / "o.mp4", curve=Curve(0.3, 0.1))
+    assert dropped.subtitles == ["dropped srt: the output container cannot hold it"]
+    mov = write_clip(tmp_path / "tc.mov", 3, timecode="01:02:03:04")
+    assert restore_video(mov, tmp_path / "tc_out.mov").data == ["timecode 01:02:03:04 kept"]
+    with av.open(str(tmp_path / "tc_out.mov")) as c:
+        assert c.streams.video[0].metadata["timecode"] == "01:02:03:04"
+        assert c.streams.data[0].metadata["timecode"] == "01:02:03:04"  # the tmcd track

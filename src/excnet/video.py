@@ -3,7 +3,9 @@
 Frames are never all held: each one is decoded, corrected and handed to the encoder, so memory
 stays flat however long the clip. Frames keep their timestamps and the stream its time base,
 rotation and colour tags; audio packets are copied through untouched when the output container
-can hold the codec, otherwise re-encoded (AAC, or Opus where AAC cannot go).
+can hold the codec, otherwise re-encoded (AAC, or Opus where AAC cannot go); subtitle packets
+are copied where the container can hold them; the file's and the streams' tags (creation time,
+location, title, language, timecode) are carried over.
 
 Why YUV planes: the restoration multiplies R, G and B by the same per-pixel gain, and Y'CbCr is
 linear in R'G'B', so the gain scales Y' - black and the chroma offsets Cb - 128, Cr - 128 by the
@@ -71,6 +73,9 @@ DEFAULT_CODECS = {".webm": "libvpx-vp9"}
 #: Pixel formats our 8-bit 4:2:0 frames are encoded in, by preference (the first the encoder
 #: takes; ProRes takes only 10-bit 4:2:2 and 4:4:4).
 _ENCODE_FORMATS = ("yuv420p", "yuv422p", "yuv444p", "yuv420p10le", "yuv422p10le", "yuv444p10le")
+#: Tags that describe the input's encoding, not its content: the muxer writes its own.
+_STALE_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands", "handler_name",
+               "vendor_id", "duration", "bps", "number_of_frames", "number_of_bytes"}
 
 
 class VideoError(Exception):
@@ -171,6 +176,8 @@ class VideoSummary:
     seconds: float = 0.0
     codec: str = ""
     audio: list[str] = field(default_factory=list)
+    subtitles: list[str] = field(default_factory=list)
+    data: list[str] = field(default_factory=list)
     rotation: int = 0
     estimates: int = 0
     cuts: list[float] = field(default_factory=list)
@@ -195,7 +202,8 @@ class VideoSummary:
         return {"input": self.input, "output": self.output, "status": "ok",
                 "frames": self.frames, "width": self.width, "height": self.height,
                 "seconds": self.seconds, "fps": self.fps, "codec": self.codec,
-                "audio": self.audio, "rotation": self.rotation, "estimates": self.estimates,
+                "audio": self.audio, "subtitles": self.subtitles, "data": self.data,
+                "rotation": self.rotation, "estimates": self.estimates,
                 "cuts": self.cuts, "phi_s": stats(arr[:, 0]), "phi_h": stats(arr[:, 1]),
                 "exposure": stats(dec[:, 0]), "amount": stats(dec[:, 1])}
 
@@ -341,16 +349,23 @@ def _check_video_stream(inp: av.container.InputContainer, src: Path) -> av.Video
     return stream
 
 
+def _tags(metadata: dict[str, str]) -> dict[str, str]:
+    """The tags worth carrying to the output (`_STALE_TAGS` and Matroska statistics left out)."""
+    return {k: v for k, v in metadata.items()
+            if k.lower().split("-")[0] not in _STALE_TAGS and not k.startswith("_STATISTICS")}
+
+
 def _frames(inp: av.container.InputContainer, video: av.VideoStream,
-            audio: list[av.AudioStream], src: Path):
-    """Yield ("video", frame) and ("audio", packet) in demux order; decode errors -> VideoError."""
+            carried: list[av.stream.Stream], src: Path):
+    """Yield ("video", frame) and ("packet", packet of a carried stream) in demux order; decode
+    errors -> VideoError."""
     try:
-        for packet in inp.demux(video, *audio):
+        for packet in inp.demux(video, *carried):
             if packet.stream is video:
                 for frame in packet.decode():
                     yield "video", frame
-            elif packet.dts is not None:
-                yield "audio", packet
+            elif packet.size:
+                yield "packet", packet
     except av.FFmpegError as exc:
         raise VideoError(f"{src}: damaged or truncated video ({_reason(exc)})") from None
 
@@ -358,12 +373,13 @@ def _frames(inp: av.container.InputContainer, video: av.VideoStream,
 class _Output:
     """The output container, opened when the first video frame tells its size and rotation."""
 
-    def __init__(self, path: Path, dst: Path, audio: list[av.AudioStream], settings) -> None:
-        self.path, self.dst, self.audio_in, self.settings = path, dst, audio, settings
+    def __init__(self, path: Path, dst: Path, inp: av.container.InputContainer,
+                 settings) -> None:
+        self.path, self.dst, self.inp, self.settings = path, dst, inp, settings
         self.container: av.container.OutputContainer | None = None
         self.video: av.VideoStream | None = None
-        self.audio: dict[av.AudioStream, tuple] = {}
-        self.notes: list[str] = []
+        self.routes: dict[av.stream.Stream, tuple] = {}
+        self.notes: dict[str, list[str]] = {"audio": [], "subtitles": [], "data": []}
         self.pending: list[av.Packet] = []
         self.started = False
 
@@ -415,8 +431,20 @@ class _Output:
         if first.rotation:
             v.set_display_rotation(first.rotation)
         self.video = v
-        for a in self.audio_in:
+        out.metadata.update(_tags(self.inp.metadata))
+        v.metadata.update(_tags(video_in.metadata))
+        for d in self.inp.streams.data:
+            timecode = d.metadata.get("timecode")
+            if timecode:  # a tmcd track: mov/mp4 write it again from the video's tag
+                if "timecode" not in v.metadata:
+                    v.metadata["timecode"] = timecode
+                self.notes["data"].append(f"timecode {timecode} kept")
+            else:
+                self.notes["data"].append(f"dropped {d.metadata.get('handler_name') or 'data'}")
+        for a in self.inp.streams.audio:
             self._add_audio(out, a)
+        for t in self.inp.streams.subtitles:
+            self._add_subtitles(out, t)
         try:
             out.start_encoding()
         except av.FFmpegError as exc:
@@ -427,9 +455,11 @@ class _Output:
 
     def _add_audio(self, out: av.container.OutputContainer, a: av.AudioStream) -> None:
         name = a.codec_context.name
+        notes = self.notes["audio"]
         if name in out.supported_codecs:
-            self.audio[a] = ("copy", out.add_stream_from_template(a))
-            self.notes.append(f"copied {name}")
+            self.routes[a] = ("copy", out.add_stream_from_template(a))
+            self.routes[a][1].metadata.update(_tags(a.metadata))
+            notes.append(f"copied {name}")
             return
         for enc, tag in (("aac", "aac"), ("libopus", "opus")):
             if tag in out.supported_codecs:
@@ -438,16 +468,29 @@ class _Output:
                 resampler = av.AudioResampler(format=s.codec_context.format.name,
                                               layout=a.codec_context.layout, rate=rate,
                                               frame_size=s.codec_context.frame_size or None)
-                self.audio[a] = ("encode", s, resampler)
-                self.notes.append(f"re-encoded {name} to {tag}")
+                s.metadata.update(_tags(a.metadata))
+                self.routes[a] = ("encode", s, resampler)
+                notes.append(f"re-encoded {name} to {tag}")
                 return
-        self.notes.append(f"dropped {name}: the output container cannot hold it")
+        notes.append(f"dropped {name}: the output container cannot hold it")
 
-    def audio_packet(self, packet: av.Packet) -> None:
+    def _add_subtitles(self, out: av.container.OutputContainer, t: av.stream.Stream) -> None:
+        name = t.codec_context.name if t.codec_context else "unknown"
+        if name not in out.supported_codecs:
+            self.notes["subtitles"].append(f"dropped {name}: the output container cannot hold "
+                                           "it")
+            return
+        s = out.add_stream_from_template(t)
+        s.metadata.update(_tags(t.metadata))
+        self.routes[t] = ("copy", s)
+        self.notes["subtitles"].append(f"copied {name}")
+
+    def packet(self, packet: av.Packet) -> None:
+        """Copy or re-encode a packet of a carried stream (held until the output starts)."""
         if not self.started:
             self.pending.append(packet)
             return
-        route = self.audio.get(packet.stream)
+        route = self.routes.get(packet.stream)
         if route is None:
             return
         if route[0] == "copy":
@@ -462,11 +505,11 @@ class _Output:
     def flush_pending(self) -> None:
         pending, self.pending = self.pending, []
         for p in pending:
-            self.audio_packet(p)
+            self.packet(p)
 
     def finish(self) -> None:
         self.container.mux(self.video.encode())
-        for route in self.audio.values():
+        for route in self.routes.values():
             if route[0] == "encode":
                 _, stream, resampler = route
                 for f in resampler.resample(None):
@@ -483,18 +526,18 @@ def _transcode(inp, src: Path, tmp: Path, dst: Path, guide: TemporalGuide | None
                curve: Curve | None, restorer: Restorer, settings,
                on_frame: Callable[[int, int], None] | None) -> VideoSummary:
     video = _check_video_stream(inp, src)
-    audio = list(inp.streams.audio)
+    carried = [*inp.streams.audio, *inp.streams.subtitles]
     total = int(video.frames or 0)
     summary = VideoSummary(input=str(src), output=str(dst), codec=settings[0])
-    out = _Output(tmp, dst, audio, settings)
+    out = _Output(tmp, dst, inp, settings)
     spec = radius = last_time = None
     lut = None if curve is None else gain_lut(curve, _LUT_SIZE)
     start = time.perf_counter()
     try:
         out.open()
-        for kind, item in _frames(inp, video, audio, src):
-            if kind == "audio":
-                out.audio_packet(item)
+        for kind, item in _frames(inp, video, carried, src):
+            if kind == "packet":
+                out.packet(item)
                 continue
             frame = item
             if spec is None:
@@ -540,7 +583,8 @@ def _transcode(inp, src: Path, tmp: Path, dst: Path, guide: TemporalGuide | None
         out.close()
         raise
     summary.seconds = time.perf_counter() - start
-    summary.audio = out.notes
+    summary.audio, summary.subtitles, summary.data = (
+        out.notes["audio"], out.notes["subtitles"], out.notes["data"])
     return summary
 
 

@@ -27,7 +27,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "video", help="restore a back-lit video",
         description="Restore a back-lit video. Each frame starts from the previous frames' "
                     "curve: phi is estimated every k-th frame, smoothed over time and reset "
-                    "at scene cuts. Timestamps, rotation, colour tags and audio are kept.")
+                    "at scene cuts. Timestamps, rotation, colour tags, audio, subtitles and "
+                    "tags are kept.")
     p.add_argument("input", type=Path, metavar="INPUT")
     p.add_argument("-o", "--output", type=Path, default=None, metavar="OUT",
                    help=f"output file; its suffix picks the container (default "
@@ -89,7 +90,9 @@ def run_video(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary.to_dict())
     elif sys.stderr.isatty():
-        notes = f"; audio {', '.join(summary.audio)}" if summary.audio else ""
+        notes = "".join(f"; {kind} {', '.join(done)}" for kind, done in (
+            ("audio", summary.audio), ("subtitles", summary.subtitles), ("data", summary.data))
+            if done)
         print(f"excnet: {os.fspath(dst)}: {summary.frames} frames at {summary.fps:.1f} fps, "
               f"{len(summary.cuts)} cuts{notes}", file=sys.stderr)
     return 0
