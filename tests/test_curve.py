@@ -183,6 +183,24 @@ def test_curve_from_dict_rejects_bad_data(data):
         Curve.from_dict(data)
 
 
+@pytest.mark.parametrize("flag", ["false", 0, None, "yes"])
+def test_curve_from_dict_takes_monotonic_only_as_a_json_bool(flag):
+    with pytest.raises(ValueError, match="monotonic must be true or false"):
+        Curve.from_dict({"phi_s": 0.5, "phi_h": 0.1, "monotonic": flag})
+    assert Curve.from_dict({"phi_s": 0.5, "phi_h": 0.1, "monotonic": True}).monotonic is True
+
+
+def test_an_absurd_exposure_is_refused_and_a_huge_product_is_clamped():
+    with pytest.raises(ValueError, match="within ±64 EV"):
+        Curve(0.5, 0.1, exposure=2000.0)
+    x = np.linspace(0, 1, 11, dtype=np.float32)
+    # strength times a valid exposure may still be absurd: black or white, never an overflow
+    white = Curve(0.0, 0.0, strength=1e300, exposure=4.0)(x)
+    black = Curve(0.0, 0.0, strength=1e300, exposure=-4.0)(x)
+    assert np.all(white[1:] > 0.999) and white[0] == 0
+    assert np.all(black[:-1] < 1e-3)
+
+
 @pytest.mark.parametrize("text", ["", "{not json", "[1, 2]", '{"phi_s": 1}'])
 def test_curve_load_rejects_bad_files(tmp_path, text):
     path = tmp_path / "bad.json"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -49,6 +49,10 @@ def s_curve(x: Array, phi_s: float | Array, phi_h: float | Array) -> Array:
     return x + phi_s * f_delta(x) - phi_h * f_delta(1 - x)
 
 
+#: The most EV an exposure may have (a curve's own; strength times it is clamped to this).
+MAX_STOPS = 64.0
+
+
 def expose(x: np.ndarray, stops: float) -> np.ndarray:
     """sRGB values x in [0, 1] exposed by `stops` EV: linear light times 2**stops with the
     highlights above `colour.KNEE` rolled off onto white (`colour.roll_off`: white stays
@@ -56,6 +60,8 @@ def expose(x: np.ndarray, stops: float) -> np.ndarray:
     0 stops returns x itself."""
     if stops == 0:
         return x
+    # Past MAX_STOPS every level is black or white already; 2.0**stops would overflow.
+    stops = min(max(stops, -MAX_STOPS), MAX_STOPS)
     return linear_to_srgb(roll_off(srgb_to_linear(x), 2.0**stops))
 
 
@@ -88,6 +94,8 @@ class Curve:
         for name in ("phi_s", "phi_h", "strength", "highlight_scale", "exposure", "amount"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"curve parameter {name} must be a finite number")
+        if abs(self.exposure) > MAX_STOPS:
+            raise ValueError(f"curve parameter exposure must be within ±{MAX_STOPS:g} EV")
 
     @property
     def applied(self) -> tuple[float, float]:
@@ -113,17 +121,20 @@ class Curve:
     @classmethod
     def from_dict(cls, data: dict) -> Curve:
         try:
-            return cls(
+            curve = cls(
                 phi_s=float(data["phi_s"]),
                 phi_h=float(data["phi_h"]),
                 strength=float(data.get("strength", 1.0)),
                 highlight_scale=float(data.get("highlight_scale", FAITHFUL_HIGHLIGHT_SCALE)),
-                monotonic=bool(data.get("monotonic", False)),
                 exposure=float(data.get("exposure", 0.0)),
                 amount=float(data.get("amount", 1.0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a curve: need numeric phi_s and phi_h ({exc})") from None
+        monotonic = data.get("monotonic", False)
+        if not isinstance(monotonic, bool):  # bool("false") would be True
+            raise ValueError(f"not a curve: monotonic must be true or false, not {monotonic!r}")
+        return replace(curve, monotonic=monotonic)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")

@@ -604,9 +604,6 @@ def create_app(settings: Settings | None = None,
                            {"Connection": "close"}) from None
         except ValueError as exc:
             raise ApiError(422, "bad_request", f"{j.name}: {exc}") from None
-        except OverflowError:  # finite but absurd: e.g. strength 1e300 times an exposure
-            raise ApiError(422, "bad_request", "the curve parameters are out of range (the "
-                                               "exposure they give overflows)") from None
         finally:
             if timing.work:
                 metrics.observe_job(_endpoint(request.path) if request else "other", timing)
