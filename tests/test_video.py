@@ -9,6 +9,8 @@ import contextlib
 import importlib.util
 import json
 import math
+import os
+import signal
 from fractions import Fraction
 from pathlib import Path
 
@@ -441,3 +443,31 @@ def test_subtitles_tags_and_timecode_carried(tmp_path):
     with av.open(str(tmp_path / "tc_out.mov")) as c:
         assert c.streams.video[0].metadata["timecode"] == "01:02:03:04"
         assert c.streams.data[0].metadata["timecode"] == "01:02:03:04"  # the tmcd track
+
+
+def test_cli_sigterm_mid_encode_leaves_no_file(tmp_path, capsys, monkeypatch):
+    import excnet.video
+
+    src = write_clip(tmp_path / "c.mp4", 6)
+    out = tmp_path / "out"
+    out.mkdir()
+    apply = excnet.video.apply_gain_yuv
+    frames = []
+
+    def apply_then_terminate(*a):
+        apply(*a)
+        frames.append(1)
+        if len(frames) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def fallback(signum, frame):  # without our handler SIGTERM would end pytest
+        raise RuntimeError("SIGTERM not handled")
+
+    monkeypatch.setattr(excnet.video, "apply_gain_yuv", apply_then_terminate)
+    previous = signal.signal(signal.SIGTERM, fallback)
+    try:
+        code, _, err = run_cli(capsys, src, "-o", out / "o.mp4")
+    finally:
+        assert signal.signal(signal.SIGTERM, previous) is fallback  # handler put back
+    assert (code, err) == (128 + signal.SIGTERM, "excnet: terminated\n")
+    assert len(frames) == 3 and list(out.iterdir()) == []

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from ..defaults import DEFAULT_CUT_THRESHOLD, DEFAULT_EVERY, DEFAULT_TAU
@@ -58,6 +61,27 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_video)
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C, so the temporary output is removed."""
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """Turn SIGTERM into `Terminated` while restoring (main thread only; handler restored)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_video(args: argparse.Namespace) -> int:
     from ..video import VideoError, expected_frames, restore_video  # PyAV: only here
 
@@ -74,8 +98,9 @@ def run_video(args: argparse.Namespace) -> int:
     restorer = make_restorer(args)
     dst = args.output or args.input.with_name(f"{args.input.stem}{OUTPUT_TAG}.mp4")
     try:
-        with progress(expected_frames(args.input) or None, enabled=not args.json,
-                      label="restoring video") as advance:
+        with _sigterm_unwinds(), progress(expected_frames(args.input) or None,
+                                          enabled=not args.json,
+                                          label="restoring video") as advance:
             summary = restore_video(
                 args.input, dst, restorer=restorer, curve=curve, every=args.every,
                 tau=args.smooth, cut_threshold=args.cut_threshold, guided=not args.independent,
@@ -87,6 +112,9 @@ def run_video(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"excnet: {dst}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    except Terminated:
+        print("excnet: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     if args.json:
         print_json(summary.to_dict())
     elif sys.stderr.isatty():
