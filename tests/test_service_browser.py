@@ -202,6 +202,15 @@ def test_errors_are_shown_in_plain_words(server, browser, tmp_path):
     page.wait_for_function("() => document.getElementById('error').textContent"
                            ".includes('too large')")
     assert str(LIMIT) in page.text_content("#error")
+
+    # a photo that fails after a good one takes its place: no stale result to download
+    good = tmp_path / "good.png"
+    good.write_bytes(encode_image(make_backlit(48, 64), "PNG"))
+    page.set_input_files("#file", str(good))
+    page.wait_for_selector("#result:not([hidden])")
+    page.set_input_files("#file", str(fake))
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.is_hidden("#result") and page.evaluate("() => state.file") is None
     page.close()
 
 

@@ -168,10 +168,19 @@ async function imagePixels(url, canvas) {
   return ctx.getImageData(0, 0, c.width, c.height);
 }
 
+// A new photo that fails replaces the last one: its result would otherwise stay on the page,
+// and Download would fetch the earlier photo under the new one's error.
+function forgetUnless(file) {
+  if (file === state.file) return;
+  state.file = null;
+  $("result").hidden = true;
+}
+
 async function upload(file) {
   showError("");
   if (!file) return;
   if (state.limits && file.size > state.limits.max_upload_bytes) {
+    forgetUnless(file);
     showError(`This photo is too large: ${file.name} has ${file.size} bytes, the limit is ` +
               `${state.limits.max_upload_bytes} bytes.`);
     return;
@@ -188,6 +197,7 @@ async function upload(file) {
                         () => upload(file));
     if (!r.ok) {
       setStatus("");
+      forgetUnless(file);
       showError(plainWords(r.status, await errorMessage(r)));
       return;
     }
@@ -205,6 +215,7 @@ async function upload(file) {
     setStatus(`${est.name}: ${est.width} × ${est.height} pixels. Move the sliders to tune it.`);
   } catch (err) {
     setStatus("");
+    forgetUnless(file);
     showError(`Could not reach the server (${err.message}).`);
   } finally {
     document.body.classList.remove("busy");
