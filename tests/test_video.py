@@ -471,3 +471,13 @@ def test_cli_sigterm_mid_encode_leaves_no_file(tmp_path, capsys, monkeypatch):
         assert signal.signal(signal.SIGTERM, previous) is fallback  # handler put back
     assert (code, err) == (128 + signal.SIGTERM, "excnet: terminated\n")
     assert len(frames) == 3 and list(out.iterdir()) == []
+
+
+def test_odd_size_loses_last_row_and_column_only(tmp_path):
+    src = write_clip(tmp_path / "odd.mp4", 3, size=(65, 49), pix_fmt="yuv444p")
+    out = restore_video(src, tmp_path / "o.mp4", curve=Curve(0.0, 0.0))
+    assert (out.frames, out.width, out.height) == (3, 64, 48)
+    for a, b in zip(video_frames(src), video_frames(tmp_path / "o.mp4"), strict=True):
+        assert (b.width, b.height) == (64, 48)
+        ya, yb = a.to_ndarray()[0, :48, :64].astype(int), b.to_ndarray()[:48].astype(int)
+        assert np.abs(ya - yb).mean() < 4  # cropped (scaled to fit: 5.6)

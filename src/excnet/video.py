@@ -420,7 +420,8 @@ class _Output:
             v = out.add_stream(codec, rate=rate, options=options)
         except (av.FFmpegError, ValueError) as exc:
             raise VideoError(f"{self.dst}: cannot encode with {codec!r} ({_reason(exc)})") from None
-        v.width, v.height, v.pix_fmt = first.width, first.height, pix_fmt
+        v.width, v.height = _even(first.width), _even(first.height)
+        v.pix_fmt = pix_fmt
         v.time_base = video_in.time_base
         v.codec_context.time_base = video_in.time_base
         cc = v.codec_context
@@ -544,7 +545,7 @@ def _transcode(inp, src: Path, tmp: Path, dst: Path, guide: TemporalGuide | None
                 spec = YuvSpec.of(frame)
                 radius = max(1, radius_for((frame.height, frame.width)) // 2)
                 out.start(frame, video, spec)
-                summary.width, summary.height = frame.width, frame.height
+                summary.width, summary.height = out.video.width, out.video.height
                 summary.rotation = int(frame.rotation or 0)
                 out.flush_pending()
             frame = _writable_yuv420p(frame)
@@ -565,6 +566,8 @@ def _transcode(inp, src: Path, tmp: Path, dst: Path, guide: TemporalGuide | None
                 summary.phi.append((curve.phi_s, curve.phi_h))
                 summary.decisions.append((curve.exposure, curve.amount))
             apply_gain_yuv(y, u, v, base, lut, spec)
+            if (frame.width, frame.height) != (out.video.width, out.video.height):
+                frame = _cropped(frame, out.video.width, out.video.height)
             try:
                 out.container.mux(out.video.encode(frame))
             except av.FFmpegError as exc:
@@ -609,6 +612,21 @@ def _check_complete(video: av.VideoStream, last_time: float | None, src: Path) -
     if last_time + 1 / rate < declared - 3 / rate:
         raise VideoError(f"{src}: truncated video (frames end at {last_time:.2f} s of "
                          f"{declared:.2f} s)")
+
+
+def _even(n: int) -> int:
+    """Chroma subsampling halves sizes: an odd width or height loses its last column or row."""
+    return max(2, n - n % 2)
+
+
+def _cropped(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame:
+    """The top-left width x height of a yuv420p frame (even sizes), timestamp and tags kept."""
+    out = av.VideoFrame(width, height, frame.format.name)
+    for a, b in zip(_planes(frame), _planes(out), strict=True):
+        b[...] = a[:b.shape[0], :b.shape[1]]
+    out.pts, out.time_base = frame.pts, frame.time_base
+    out.colorspace, out.color_range = frame.colorspace, frame.color_range
+    return out
 
 
 def _writable_yuv420p(frame: av.VideoFrame) -> av.VideoFrame:
