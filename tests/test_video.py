@@ -38,7 +38,7 @@ FPS = 25
 def write_clip(path: Path, n: int = 6, *, size=(64, 48), pts=None, rotation=0, audio=None,
                pix_fmt="yuv420p", trc=None, colour_range=1, time_base=Fraction(1, 25),
                level=80, faststart=False, codec="libx264", srt=None, tags=None,
-               timecode=None) -> Path:
+               timecode=None, primaries=None) -> Path:
     """A tiny H.264 clip with chosen timestamps, rotation, audio codec, pixel format, transfer;
     srt: subtitles (an .srt file) copied in; tags: the file's and the audio's tags."""
     w, h = size
@@ -52,6 +52,8 @@ def write_clip(path: Path, n: int = 6, *, size=(64, 48), pts=None, rotation=0, a
         v.codec_context.colorspace, v.codec_context.color_range = 1, colour_range
         if trc is not None:
             v.codec_context.color_trc = trc
+        if primaries is not None:
+            v.codec_context.color_primaries = primaries
         if rotation:
             v.set_display_rotation(rotation)
         if timecode:
@@ -481,3 +483,15 @@ def test_odd_size_loses_last_row_and_column_only(tmp_path):
         assert (b.width, b.height) == (64, 48)
         ya, yb = a.to_ndarray()[0, :48, :64].astype(int), b.to_ndarray()[:48].astype(int)
         assert np.abs(ya - yb).mean() < 4  # cropped (scaled to fit: 5.6)
+
+
+def test_container_colour_tags_kept_when_the_bitstream_has_none(tmp_path):
+    # prores_ks writes BT.709 into the MOV's colr atom only; its frames say "unspecified"
+    src = write_clip(tmp_path / "p.mov", 6, codec="prores_ks", pix_fmt="yuv422p10le", trc=1,
+                     primaries=1)
+    with av.open(str(src)) as c:
+        assert next(c.decode(video=0)).color_trc == 2
+    restore_video(src, tmp_path / "o.mp4", curve=Curve(0.3, 0.1))
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        cc = c.streams.video[0].codec_context
+        assert (cc.colorspace, cc.color_range, cc.color_primaries, cc.color_trc) == (1, 1, 1, 1)

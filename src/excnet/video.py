@@ -64,6 +64,8 @@ _BT709, _BT601 = 1, 6
 #: AVColorTransferCharacteristic values of HDR transfers: SMPTE ST 2084 (PQ), ARIB STD-B67 (HLG).
 HDR_TRANSFERS = {16: "PQ", 18: "HLG"}
 _RANGE_LIMITED, _RANGE_FULL = 1, 2
+#: Unspecified values of AVColorSpace, AVColorPrimaries, AVColorTransferCharacteristic, range.
+_UNSPECIFIED = {"colorspace": 2, "color_primaries": 2, "color_trc": 2, "color_range": 0}
 _LUT_SIZE = 4096
 _RATE_CONTROL = {"libx264": "crf", "libx265": "crf", "libvpx-vp9": "crf", "libsvtav1": "crf",
                  "libaom-av1": "crf"}
@@ -106,13 +108,26 @@ class YuvSpec:
         return 1.0 / ys, wcb, wcr
 
     @classmethod
-    def of(cls, frame: av.VideoFrame) -> YuvSpec:
-        """The frame's tags; an untagged matrix counts as BT.709 from 720 lines up, else BT.601."""
-        space = int(frame.colorspace)
+    def of(cls, frame: av.VideoFrame, container: dict[str, int] | None = None) -> YuvSpec:
+        """The frame's tags, else the container's (`colour_tags`); an untagged matrix counts as
+        BT.709 from 720 lines up, else BT.601."""
+        tags = colour_tags(frame, container)
+        space = tags["colorspace"]
         if space not in MATRICES:
             space = _BT709 if frame.height >= 720 else _BT601
-        full = int(frame.color_range) == _RANGE_FULL or frame.format.name.startswith("yuvj")
+        full = tags["color_range"] == _RANGE_FULL or frame.format.name.startswith("yuvj")
         return cls(space, full)
+
+
+def colour_tags(tagged, fallback: dict[str, int] | None = None) -> dict[str, int]:
+    """colorspace, color_primaries, color_trc and color_range of a frame or codec context as
+    ints; where one is unspecified, fallback's (the container's, read before decoding: a
+    decoder overwrites them with the bitstream's, and ProRes writes unspecified there)."""
+    tags = {}
+    for name, unknown in _UNSPECIFIED.items():
+        value = int(getattr(tagged, name) or unknown)
+        tags[name] = value if value != unknown or fallback is None else fallback[name]
+    return tags
 
 
 def yuv_luminance(y: np.ndarray, u: np.ndarray, v: np.ndarray, spec: YuvSpec) -> np.ndarray:
@@ -335,18 +350,22 @@ def _reason(exc: BaseException) -> str:
 
 
 def _check_video_stream(inp: av.container.InputContainer, src: Path) -> av.VideoStream:
+    """The first video stream, decodable and not HDR (by the container's tags)."""
     if not inp.streams.video:
         raise VideoError(f"{src}: no video stream")
     stream = inp.streams.video[0]
     ctx = stream.codec_context
     if ctx is None or ctx.codec is None or not ctx.is_decoder:
         raise VideoError(f"{src}: unsupported video codec")
-    trc = int(ctx.color_trc or 0)
+    _check_sdr(int(ctx.color_trc or 0), src)
+    stream.thread_type = "AUTO"
+    return stream
+
+
+def _check_sdr(trc: int, src: Path) -> None:
     if trc in HDR_TRANSFERS:
         raise VideoError(f"{src}: HDR video ({HDR_TRANSFERS[trc]} transfer) is not supported; "
                          "convert it to SDR first")
-    stream.thread_type = "AUTO"
-    return stream
 
 
 def _tags(metadata: dict[str, str]) -> dict[str, str]:
@@ -402,8 +421,10 @@ class _Output:
             raise VideoError(f"{self.dst}: the {self.container.format.name} container cannot "
                              f"hold {codec} video (choose another --codec or suffix)")
 
-    def start(self, first: av.VideoFrame, video_in: av.VideoStream, spec: YuvSpec) -> None:
-        """Add the streams (video sized by the first frame) and open the encoders."""
+    def start(self, first: av.VideoFrame, video_in: av.VideoStream, spec: YuvSpec,
+              tags: dict[str, int]) -> None:
+        """Add the streams (video sized by the first frame, tagged with `colour_tags`) and open
+        the encoders."""
         codec, pix_fmt, preset, crf = self.settings
         out = self.container
         options = {}
@@ -427,8 +448,7 @@ class _Output:
         cc = v.codec_context
         cc.colorspace = spec.colorspace
         cc.color_range = _RANGE_FULL if spec.full_range else _RANGE_LIMITED
-        cc.color_primaries = int(video_in.codec_context.color_primaries or 2)
-        cc.color_trc = int(video_in.codec_context.color_trc or 2)
+        cc.color_primaries, cc.color_trc = tags["color_primaries"], tags["color_trc"]
         if first.rotation:
             v.set_display_rotation(first.rotation)
         self.video = v
@@ -527,6 +547,7 @@ def _transcode(inp, src: Path, tmp: Path, dst: Path, guide: TemporalGuide | None
                curve: Curve | None, restorer: Restorer, settings,
                on_frame: Callable[[int, int], None] | None) -> VideoSummary:
     video = _check_video_stream(inp, src)
+    container_tags = colour_tags(video.codec_context)
     carried = [*inp.streams.audio, *inp.streams.subtitles]
     total = int(video.frames or 0)
     summary = VideoSummary(input=str(src), output=str(dst), codec=settings[0])
@@ -542,9 +563,11 @@ def _transcode(inp, src: Path, tmp: Path, dst: Path, guide: TemporalGuide | None
                 continue
             frame = item
             if spec is None:
-                spec = YuvSpec.of(frame)
+                tags = colour_tags(frame, container_tags)
+                _check_sdr(tags["color_trc"], src)
+                spec = YuvSpec.of(frame, container_tags)
                 radius = max(1, radius_for((frame.height, frame.width)) // 2)
-                out.start(frame, video, spec)
+                out.start(frame, video, spec, tags)
                 summary.width, summary.height = out.video.width, out.video.height
                 summary.rotation = int(frame.rotation or 0)
                 out.flush_pending()
