@@ -495,3 +495,14 @@ def test_container_colour_tags_kept_when_the_bitstream_has_none(tmp_path):
     with av.open(str(tmp_path / "o.mp4")) as c:
         cc = c.streams.video[0].codec_context
         assert (cc.colorspace, cc.color_range, cc.color_primaries, cc.color_trc) == (1, 1, 1, 1)
+
+
+def test_cli_json_records_a_failure(tmp_path, capsys):
+    src = tmp_path / "notes.mp4"
+    src.write_text("this is not a video\n")
+    code, out, err = run_cli(capsys, src, "-o", tmp_path / "o.mp4", "--json")
+    assert code == 1 and err.startswith(f"excnet: {src}: not a readable video")
+    rec = json.loads(out)
+    assert (rec["input"], rec["output"], rec["status"]) == (str(src), str(tmp_path / "o.mp4"),
+                                                            "error")
+    assert rec["error"] == err.removeprefix("excnet: ").rstrip("\n")

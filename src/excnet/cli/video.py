@@ -106,11 +106,12 @@ def run_video(args: argparse.Namespace) -> int:
                 tau=args.smooth, cut_threshold=args.cut_threshold, guided=not args.independent,
                 fresh_iters=fresh_iters, codec=args.codec, preset=args.preset, crf=args.crf,
                 overwrite=args.overwrite, on_frame=lambda done, total: advance())
-    except VideoError as exc:
-        print(f"excnet: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"excnet: {dst}: {exc.strerror or exc}", file=sys.stderr)
+    except (VideoError, OSError) as exc:
+        error = str(exc) if isinstance(exc, VideoError) else f"{dst}: {exc.strerror or exc}"
+        if args.json:  # as `excnet restore --json` reports a failed input
+            print_json({"input": os.fspath(args.input), "output": os.fspath(dst),
+                        "status": "error", "error": error})
+        print(f"excnet: {error}", file=sys.stderr)
         return 1
     except Terminated:
         print("excnet: terminated", file=sys.stderr)
