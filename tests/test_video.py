@@ -19,9 +19,18 @@ import numpy as np
 import pytest
 
 from excnet import Curve, Restorer
+from excnet.base import fast_guided_filter, radius_for
 from excnet.cli import main
+from excnet.curve import gain_lut
 from excnet.temporal import TemporalGuide, block_signature, change_score
-from excnet.video import VideoError, YuvSpec, restore_video, yuv_luminance
+from excnet.video import (
+    LOW_RADIUS,
+    VideoError,
+    YuvSpec,
+    apply_gain_yuv,
+    restore_video,
+    yuv_luminance,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("make_clips", ROOT / "scripts" / "make_clips.py")
@@ -87,6 +96,29 @@ def write_clip(path: Path, n: int = 6, *, size=(64, 48), pts=None, rotation=0, a
             if packet.size:
                 packet.stream = s
                 out.mux(packet)
+    return path
+
+
+def write_deep_clip(path: Path, n: int = 3, *, size=(64, 48), codec="libx264",
+                    pix_fmt="yuv420p10le", colour_range=1, colorspace=1, lo=64, hi=464) -> Path:
+    """A tiny 10-bit clip: a smooth dark ramp of Y' from lo to hi (10-bit codes; 393 levels by
+    default, 100 at 8 bits) and a slight tint, tagged BT.709 primaries and transfer."""
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    y = np.round(lo + (hi - lo) * (xx / (w - 1) + yy / (h - 1)) / 2)
+    c = np.full((h // 4, w), 512)
+    planes = np.concatenate([y, c - 16, c + 24]).astype(np.uint16)  # yuv420p10le's layout
+    with av.open(str(path), "w") as out:
+        v = out.add_stream(codec, rate=25, options={"crf": "10"} if codec == "libx264" else {})
+        v.width, v.height, v.pix_fmt = w, h, pix_fmt
+        cc = v.codec_context
+        cc.colorspace, cc.color_range, cc.color_primaries, cc.color_trc = (colorspace,
+                                                                           colour_range, 1, 1)
+        for i in range(n):
+            frame = av.VideoFrame.from_ndarray(planes, format="yuv420p10le")
+            frame.pts = i
+            out.mux(v.encode(frame))
+        out.mux(v.encode())
     return path
 
 
@@ -495,6 +527,107 @@ def test_container_colour_tags_kept_when_the_bitstream_has_none(tmp_path):
     with av.open(str(tmp_path / "o.mp4")) as c:
         cc = c.streams.video[0].codec_context
         assert (cc.colorspace, cc.color_range, cc.color_primaries, cc.color_trc) == (1, 1, 1, 1)
+        assert cc.pix_fmt == "yuv420p10le"  # 10-bit 4:2:2 in, 10-bit 4:2:0 out
+
+
+# ----------------------------------------------------------------------------- bit depth
+
+
+def _reference_restore(frame: av.VideoFrame, curve: Curve, bits: int) -> list[np.ndarray]:
+    """The planes of `frame` restored step by step with the module's building blocks at
+    `bits` (as 4:2:0, 8 or 10 bits)."""
+    frame = frame.reformat(format="yuv420p" if bits == 8 else "yuv420p10le")
+    a = frame.to_ndarray()
+    h, w = frame.height, frame.width
+    y, u, v = a[:h].copy(), a[h:h + h // 4].reshape(h // 2, w // 2), \
+        a[h + h // 4:].reshape(h // 2, w // 2)
+    u, v = u.copy(), v.copy()
+    spec = YuvSpec.of(frame, bits=bits)
+    base = fast_guided_filter(yuv_luminance(y, u, v, spec), max(1, radius_for((h, w)) // 2),
+                              Restorer("direct").tone.eps, low_radius=LOW_RADIUS)
+    apply_gain_yuv(y, u, v, base, gain_lut(curve, 4096), spec)
+    return [y, u, v]
+
+
+def _yuv_planes(frame: av.VideoFrame) -> list[np.ndarray]:
+    a, h = frame.to_ndarray(), frame.height
+    return [a[:h], a[h:h + h // 4], a[h + h // 4:]]
+
+
+@pytest.mark.parametrize("deep", [False, True])
+def test_frames_are_the_step_by_step_restoration_at_the_input_depth(tmp_path, deep):
+    # ffv1 is lossless: the output frames are exactly what the encoder was given
+    src = (write_deep_clip(tmp_path / "c.mkv", codec="ffv1") if deep
+           else write_clip(tmp_path / "c.mkv", 3, level=30))
+    curve = Curve(1.5, 0.1)
+    out = restore_video(src, tmp_path / "o.mkv", codec="ffv1", curve=curve)
+    assert (out.bits, out.input_bits) == ((10, 10) if deep else (8, 8))
+    with av.open(str(tmp_path / "o.mkv")) as c:
+        assert c.streams.video[0].codec_context.pix_fmt == (
+            "yuv420p10le" if deep else "yuv420p")
+    for a, b in zip(video_frames(src), video_frames(tmp_path / "o.mkv"), strict=True):
+        expected = _reference_restore(a, curve, out.bits)
+        for e, got in zip(expected, _yuv_planes(b), strict=True):
+            assert np.array_equal(e.reshape(got.shape), got)
+
+
+@pytest.mark.parametrize("name, pix_fmt", [("o.mp4", "yuv420p10le"), ("o.mov", "yuv422p10le")])
+def test_ten_bit_input_keeps_its_levels_where_the_curve_lifts(tmp_path, name, pix_fmt):
+    src = write_deep_clip(tmp_path / "c.mp4")
+    codec = "prores_ks" if name.endswith(".mov") else None
+    out = restore_video(src, tmp_path / name, curve=Curve(2.0, 0.0), codec=codec)
+    assert (out.bits, out.input_bits) == (10, 10)
+    with av.open(str(tmp_path / name)) as c:
+        cc = c.streams.video[0].codec_context
+        assert cc.pix_fmt == pix_fmt
+        assert (cc.colorspace, cc.color_range, cc.color_primaries, cc.color_trc) == (1, 1, 1, 1)
+    y_in = next(video_frames(src)).to_ndarray()[:48].astype(int)
+    frame = next(video_frames(tmp_path / name))
+    y_out = frame.to_ndarray(format="yuv420p10le")[:48].astype(int)
+    assert (y_out[:8, :8] - 64).mean() > 5 * (y_in[:8, :8] - 64).mean()  # the shadows lifted
+    lifted = y_out > y_in
+    assert lifted.mean() > 0.95
+    # 100 levels at 8 bits, about 390 at 10: an 8-bit restoration cannot give more than 256
+    assert len(np.unique(y_out[lifted])) > 350
+
+
+def test_ten_bit_full_range_and_matrix_kept(tmp_path):
+    src = write_deep_clip(tmp_path / "c.mkv", codec="ffv1", colour_range=2, colorspace=6,
+                          lo=0, hi=400)
+    out = restore_video(src, tmp_path / "o.mkv", curve=Curve(2.0, 0.0), codec="ffv1")
+    assert out.bits == 10
+    frame = next(video_frames(tmp_path / "o.mkv"))
+    assert (frame.colorspace, frame.color_range, frame.format.name) == (6, 2, "yuv420p10le")
+    assert frame.to_ndarray()[0, 0] == 0  # full-range black is 0, not 64
+
+
+def test_gain_on_ten_bit_planes_rounds_and_saturates():
+    y = np.array([[0, 60, 64, 65, 67, 500, 1023]], np.uint16)
+    c = np.array([[0, 1, 511, 512, 515, 800, 1023]], np.uint16)
+    base = np.full(y.shape, 100.0, np.float32)
+    lut = np.full(4097, 1.25, np.float32)  # a gain of 1.25 everywhere
+    for full, black in ((False, 64), (True, 0)):
+        planes = [y.copy(), c.copy(), c.copy()]
+        apply_gain_yuv(*planes, base, lut, YuvSpec(1, full, 10))
+        lifted = np.rint(1.25 * (np.maximum(y, black) - black) + black)
+        assert np.array_equal(planes[0], np.minimum(lifted, 1023))
+        assert np.array_equal(planes[1], np.clip(np.rint(1.25 * (c - 512.0) + 512), 0, 1023))
+        if not full:  # sub-black to black, rounded (67.75 -> 68), saturated at 0 and 1023
+            assert planes[0].tolist() == [[64, 64, 64, 65, 68, 609, 1023]]
+            assert planes[1].tolist() == [[0, 0, 511, 512, 516, 872, 1023]]
+
+
+def test_vp9_takes_no_ten_bit_format_so_the_output_is_eight_bit(tmp_path, capsys):
+    src = write_deep_clip(tmp_path / "c.mp4")
+    code, out, err = run_cli(capsys, src, "-o", tmp_path / "o.webm", "--json", "--phi-s", "1")
+    assert code == 0, err
+    rec = json.loads(out)
+    assert (rec["bits"], rec["input_bits"], rec["codec"]) == (8, 10, "libvpx-vp9")
+    with av.open(str(tmp_path / "o.webm")) as c:
+        assert c.streams.video[0].codec_context.pix_fmt == "yuv420p"
+    code, out, _ = run_cli(capsys, write_clip(tmp_path / "e.mp4", 3), "-o", tmp_path / "e.mkv",
+                           "--json")
+    assert (json.loads(out)["bits"], json.loads(out)["input_bits"]) == (8, 8)
 
 
 def test_cli_json_records_a_failure(tmp_path, capsys):

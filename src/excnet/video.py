@@ -8,9 +8,14 @@ are copied where the container can hold them; the file's and the streams' tags (
 location, title, language, timecode) are carried over.
 
 Why YUV planes: the restoration multiplies R, G and B by the same per-pixel gain, and Y'CbCr is
-linear in R'G'B', so the gain scales Y' - black and the chroma offsets Cb - 128, Cr - 128 by the
-same ratio. No RGB conversion is needed, the stream's own matrix and range are kept exactly,
-and phi = 0 is a no-op (the gain of the identity curve is exactly 1).
+linear in R'G'B', so the gain scales Y' - black and the chroma offsets Cb - 128, Cr - 128 (at
+10 bits: Y' - 64 or 0, Cb - 512, Cr - 512) by the same ratio. No RGB conversion is needed, the
+stream's own matrix and range are kept exactly, and phi = 0 is a no-op (the gain of the
+identity curve is exactly 1).
+
+Frames are restored at 8-bit 4:2:0, or at 10-bit 4:2:0 when the input has more than 8 bits per
+sample and the encoder takes a 10-bit format (the planes are uint16; luminance, base layer and
+curve work on the 0..255 scale either way, only the gain is applied at 10 bits).
 
 Per frame (4:2:0; shapes for a W x H frame, chroma planes W/2 x H/2):
 1. luminance as the method defines it, Y = 0.299 R + 0.587 G + 0.114 B on 0..255, computed at
@@ -75,6 +80,9 @@ DEFAULT_CODECS = {".webm": "libvpx-vp9"}
 #: Pixel formats our 8-bit 4:2:0 frames are encoded in, by preference (the first the encoder
 #: takes; ProRes takes only 10-bit 4:2:2 and 4:4:4).
 _ENCODE_FORMATS = ("yuv420p", "yuv422p", "yuv444p", "yuv420p10le", "yuv422p10le", "yuv444p10le")
+#: Pixel formats our 10-bit 4:2:0 frames are encoded in, by preference; an encoder that takes
+#: none of them gets 8-bit frames.
+_DEEP_FORMATS = ("yuv420p10le", "p010le", "yuv422p10le", "yuv444p10le")
 #: Tags that describe the input's encoding, not its content: the muxer writes its own.
 _STALE_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands", "handler_name",
                "vendor_id", "duration", "bps", "number_of_frames", "number_of_bytes"}
@@ -86,21 +94,35 @@ class VideoError(Exception):
 
 @dataclass(frozen=True)
 class YuvSpec:
-    """The Y'CbCr encoding of a stream: matrix (Kr, Kb) and full or limited range."""
+    """The Y'CbCr encoding of a stream: matrix (Kr, Kb), full or limited range, and the bits
+    per sample of the planes it describes (8 or 10)."""
 
     colorspace: int
     full_range: bool
+    bits: int = 8
 
     @property
     def black(self) -> float:
-        return 0.0 if self.full_range else 16.0
+        return 0.0 if self.full_range else 16.0 * (1 << (self.bits - 8))
+
+    @property
+    def neutral(self) -> float:
+        """Chroma of grey: 128, or 512 at 10 bits."""
+        return float(1 << (self.bits - 1))
+
+    @property
+    def top(self) -> int:
+        """The largest code: 255, or 1023 at 10 bits."""
+        return (1 << self.bits) - 1
 
     def luma_weights(self) -> tuple[float, float, float]:
-        """Weights (wy, wcb, wcr) so that Y_601 / 255 = wy (Y' - black) + wcb (Cb - 128) + wcr
-        (Cr - 128), Y_601 being the method's luminance of the decoded R'G'B'."""
+        """Weights (wy, wcb, wcr) so that Y_601 / 255 = wy (Y' - black) + wcb (Cb - neutral) +
+        wcr (Cr - neutral), Y_601 being the method's luminance of the decoded R'G'B'."""
         kr, kb = MATRICES[self.colorspace]
         kg = 1.0 - kr - kb
-        ys, cs = (255.0, 255.0) if self.full_range else (219.0, 224.0)
+        scale = 1 << (self.bits - 8)
+        ys, cs = ((float(self.top),) * 2 if self.full_range
+                  else (219.0 * scale, 224.0 * scale))
         r, g, b = LUMA_WEIGHTS
         # R = Y + 2(1-Kr) Cr, B = Y + 2(1-Kb) Cb, G = Y - (2 Kb (1-Kb) Cb + 2 Kr (1-Kr) Cr) / Kg
         wcb = (b * 2 * (1 - kb) - g * 2 * kb * (1 - kb) / kg) / cs
@@ -108,15 +130,16 @@ class YuvSpec:
         return 1.0 / ys, wcb, wcr
 
     @classmethod
-    def of(cls, frame: av.VideoFrame, container: dict[str, int] | None = None) -> YuvSpec:
-        """The frame's tags, else the container's (`colour_tags`); an untagged matrix counts as
-        BT.709 from 720 lines up, else BT.601."""
+    def of(cls, frame: av.VideoFrame, container: dict[str, int] | None = None,
+           bits: int = 8) -> YuvSpec:
+        """The frame's tags, else the container's (`colour_tags`), for planes of `bits`; an
+        untagged matrix counts as BT.709 from 720 lines up, else BT.601."""
         tags = colour_tags(frame, container)
         space = tags["colorspace"]
         if space not in MATRICES:
             space = _BT709 if frame.height >= 720 else _BT601
         full = tags["color_range"] == _RANGE_FULL or frame.format.name.startswith("yuvj")
-        return cls(space, full)
+        return cls(space, full, bits)
 
 
 def colour_tags(tagged, fallback: dict[str, int] | None = None) -> dict[str, int]:
@@ -131,57 +154,71 @@ def colour_tags(tagged, fallback: dict[str, int] | None = None) -> dict[str, int
 
 
 def yuv_luminance(y: np.ndarray, u: np.ndarray, v: np.ndarray, spec: YuvSpec) -> np.ndarray:
-    """Method luminance (0..255, float32) at chroma resolution from uint8 planes Y' (H, W) and
-    Cb, Cr (h, w)."""
+    """Method luminance (0..255, float32) at chroma resolution from planes Y' (H, W) and Cb, Cr
+    (h, w), uint8, or uint16 for a 10-bit spec."""
     h, w = u.shape
     ys = cv2.resize(y, (w, h), interpolation=cv2.INTER_AREA) if y.shape != u.shape else y
     wy, wcb, wcr = (np.float32(255.0 * c) for c in spec.luma_weights())
     lum = ys.astype(np.float32)
     lum -= np.float32(spec.black)
     lum *= wy
-    lum += (u.astype(np.float32) - 128) * wcb
-    lum += (v.astype(np.float32) - 128) * wcr
+    lum += (u.astype(np.float32) - spec.neutral) * wcb
+    lum += (v.astype(np.float32) - spec.neutral) * wcr
     return lum
 
 
 def apply_gain_yuv(y: np.ndarray, u: np.ndarray, v: np.ndarray, base: np.ndarray,
                    lut: np.ndarray, spec: YuvSpec) -> None:
-    """Scale Y' - black, Cb - 128 and Cr - 128 in place by the gain lut[base] (base at chroma
-    resolution, 0..255; lut tabulates the gain on a uniform grid of b in [0, 1]). Results are
-    rounded and saturated to 0..255; Y' below black (sub-black) comes out as black."""
+    """Scale Y' - black, Cb - neutral and Cr - neutral in place by the gain lut[base] (base at
+    chroma resolution, 0..255; lut tabulates the gain on a uniform grid of b in [0, 1]). Planes
+    are uint8, or uint16 holding 10-bit codes for a 10-bit spec; results are rounded and
+    saturated to 0..spec.top; Y' below black (sub-black) comes out as black."""
     n = len(lut) - 1
     idx = base * np.float32(n / 255.0)
     idx += np.float32(0.5)
     np.clip(idx, 0, n, out=idx)
     gain = np.take(lut, idx.astype(np.int32))
+    depth = cv2.CV_8U if y.dtype == np.uint8 else cv2.CV_16U
     for plane in (u, v):
         product = cv2.multiply(plane, gain, dtype=cv2.CV_32F)
-        cv2.addWeighted(product, 1.0, gain, -128.0, 128.0, dst=plane, dtype=cv2.CV_8U)
+        cv2.addWeighted(product, 1.0, gain, -spec.neutral, spec.neutral, dst=plane, dtype=depth)
     full = gain if y.shape == u.shape else cv2.resize(
         gain, (y.shape[1], y.shape[0]), interpolation=cv2.INTER_LINEAR)
     black = int(spec.black)
     above = cv2.subtract(y, black) if black else y
-    scaled = cv2.multiply(above, full, dtype=cv2.CV_8U)
+    scaled = cv2.multiply(above, full, dtype=depth)
     if black:
         cv2.add(scaled, black, dst=y)
     else:
         y[...] = scaled
+    if spec.top < np.iinfo(y.dtype).max:  # 10-bit codes in 16-bit planes saturate at 65535
+        for plane in (y, u, v):
+            np.minimum(plane, spec.top, out=plane)
 
 
 def _planes(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Writable (H, W), (h, w), (h, w) uint8 views of a yuv420p frame's planes."""
+    """Writable (H, W), (h, w), (h, w) views of a yuv420p (uint8) or yuv420p10le (uint16)
+    frame's planes."""
+    dtype = np.dtype(np.uint16 if _bits(frame) > 8 else np.uint8)
     out = []
     for p in frame.planes:
-        a = np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)
+        a = np.frombuffer(p, dtype).reshape(p.height, p.line_size // dtype.itemsize)
         out.append(a[:, :p.width])
     return out[0], out[1], out[2]
 
 
+def _bits(frame: av.VideoFrame) -> int:
+    """Bits per sample of the frame's pixel format."""
+    return max(c.bits for c in frame.format.components)
+
+
 @dataclass
 class VideoSummary:
-    """What `restore_video` did. phi: every frame's (phi_s, phi_h) after temporal smoothing,
-    before strength and highlight scale (as `Curve.phi_s`, `Curve.phi_h`); decisions: every
-    frame's smoothed adaptive (exposure, amount)."""
+    """What `restore_video` did. bits: the bits per sample frames were restored and encoded
+    at (10 for deeper input when the encoder takes it, else 8); input_bits: the input's.
+    phi: every frame's (phi_s, phi_h) after temporal smoothing, before strength and highlight
+    scale (as `Curve.phi_s`, `Curve.phi_h`); decisions: every frame's smoothed adaptive
+    (exposure, amount)."""
 
     input: str
     output: str
@@ -190,6 +227,8 @@ class VideoSummary:
     height: int = 0
     seconds: float = 0.0
     codec: str = ""
+    bits: int = 8
+    input_bits: int = 8
     audio: list[str] = field(default_factory=list)
     subtitles: list[str] = field(default_factory=list)
     data: list[str] = field(default_factory=list)
@@ -217,6 +256,7 @@ class VideoSummary:
         return {"input": self.input, "output": self.output, "status": "ok",
                 "frames": self.frames, "width": self.width, "height": self.height,
                 "seconds": self.seconds, "fps": self.fps, "codec": self.codec,
+                "bits": self.bits, "input_bits": self.input_bits,
                 "audio": self.audio, "subtitles": self.subtitles, "data": self.data,
                 "rotation": self.rotation, "estimates": self.estimates,
                 "cuts": self.cuts, "phi_s": stats(arr[:, 0]), "phi_h": stats(arr[:, 1]),
@@ -270,7 +310,7 @@ def restore_video(src: str | os.PathLike, dst: str | os.PathLike, *,
     if dst.is_dir():
         raise VideoError(f"{dst}: is a folder; name the output file")
     codec = codec or DEFAULT_CODECS.get(dst.suffix.lower(), "libx264")
-    pix_fmt = encoder_format(codec, dst)
+    formats = encoder_formats(codec, dst)
     if dst.exists() and os.path.samefile(src, dst) and not overwrite:
         raise VideoError(f"{dst}: output would replace the input (use --overwrite)")
     restorer = restorer or Restorer("direct")
@@ -285,16 +325,17 @@ def restore_video(src: str | os.PathLike, dst: str | os.PathLike, *,
     try:
         with _open_input(src) as inp, _torch_threads(torch_threads):
             summary = _transcode(inp, src, tmp, dst, guide, curve, restorer,
-                                 (codec, pix_fmt, preset, crf), on_frame)
+                                 (codec, formats, preset, crf), on_frame)
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
     return summary
 
 
-def encoder_format(codec: str, dst: Path) -> str:
-    """The pixel format the video encoder `codec` is fed (`_ENCODE_FORMATS`); VideoError if it
-    is unknown, not a video encoder, or takes none of them."""
+def encoder_formats(codec: str, dst: Path) -> tuple[str, str | None]:
+    """The pixel formats the video encoder `codec` is fed: for 8-bit frames
+    (`_ENCODE_FORMATS`) and for 10-bit ones (`_DEEP_FORMATS`, None if it takes none); VideoError
+    if it is unknown, not a video encoder, or takes no 8-bit one."""
     try:
         enc = av.codec.Codec(codec, "w")
     except (av.codec.codec.UnknownCodecError, ValueError):
@@ -303,10 +344,11 @@ def encoder_format(codec: str, dst: Path) -> str:
         raise VideoError(f"{dst}: {codec!r} is not a video encoder")
     formats = [f.name for f in enc.video_formats or ()]
     if not formats:
-        return _ENCODE_FORMATS[0]
+        return _ENCODE_FORMATS[0], None
+    deep = next((name for name in _DEEP_FORMATS if name in formats), None)
     for name in _ENCODE_FORMATS:
         if name in formats:
-            return name
+            return name, deep
     raise VideoError(f"{dst}: the {codec} encoder takes no Y'CbCr format we write "
                      f"({', '.join(formats)})")
 
@@ -422,10 +464,10 @@ class _Output:
                              f"hold {codec} video (choose another --codec or suffix)")
 
     def start(self, first: av.VideoFrame, video_in: av.VideoStream, spec: YuvSpec,
-              tags: dict[str, int]) -> None:
-        """Add the streams (video sized by the first frame, tagged with `colour_tags`) and open
-        the encoders."""
-        codec, pix_fmt, preset, crf = self.settings
+              tags: dict[str, int], pix_fmt: str) -> None:
+        """Add the streams (video sized by the first frame, tagged with `colour_tags`, encoded
+        in pix_fmt) and open the encoders."""
+        codec, _, preset, crf = self.settings
         out = self.container
         options = {}
         if codec in _RATE_CONTROL:
@@ -565,13 +607,17 @@ def _transcode(inp, src: Path, tmp: Path, dst: Path, guide: TemporalGuide | None
             if spec is None:
                 tags = colour_tags(frame, container_tags)
                 _check_sdr(tags["color_trc"], src)
-                spec = YuvSpec.of(frame, container_tags)
+                summary.input_bits = _bits(frame)
+                eight, deep = settings[1]
+                if summary.input_bits > 8 and deep is not None:
+                    summary.bits = 10
+                spec = YuvSpec.of(frame, container_tags, summary.bits)
                 radius = max(1, radius_for((frame.height, frame.width)) // 2)
-                out.start(frame, video, spec, tags)
+                out.start(frame, video, spec, tags, deep if summary.bits > 8 else eight)
                 summary.width, summary.height = out.video.width, out.video.height
                 summary.rotation = int(frame.rotation or 0)
                 out.flush_pending()
-            frame = _writable_yuv420p(frame)
+            frame = _writable_420(frame, spec.bits)
             y, u, v = _planes(frame)
             base = fast_guided_filter(yuv_luminance(y, u, v, spec), radius, restorer.tone.eps,
                                       low_radius=LOW_RADIUS)
@@ -643,7 +689,7 @@ def _even(n: int) -> int:
 
 
 def _cropped(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame:
-    """The top-left width x height of a yuv420p frame (even sizes), timestamp and tags kept."""
+    """The top-left width x height of a 4:2:0 frame (even sizes), timestamp and tags kept."""
     out = av.VideoFrame(width, height, frame.format.name)
     for a, b in zip(_planes(frame), _planes(out), strict=True):
         b[...] = a[:b.shape[0], :b.shape[1]]
@@ -652,10 +698,12 @@ def _cropped(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame:
     return out
 
 
-def _writable_yuv420p(frame: av.VideoFrame) -> av.VideoFrame:
-    """The frame as 8-bit 4:2:0 with its own (writable) buffers, timestamp and colour tags kept."""
-    if frame.format.name not in ("yuv420p", "yuvj420p"):
-        converted = frame.reformat(format="yuv420p")
+def _writable_420(frame: av.VideoFrame, bits: int) -> av.VideoFrame:
+    """The frame as 4:2:0 at `bits` (8 or 10) with its own (writable) buffers, timestamp and
+    colour tags kept."""
+    formats = ("yuv420p", "yuvj420p") if bits == 8 else ("yuv420p10le",)
+    if frame.format.name not in formats:
+        converted = frame.reformat(format=formats[0])
         converted.pts, converted.time_base = frame.pts, frame.time_base
         converted.colorspace, converted.color_range = frame.colorspace, frame.color_range
         return converted

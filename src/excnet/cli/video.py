@@ -31,7 +31,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         description="Restore a back-lit video. Each frame starts from the previous frames' "
                     "curve: phi is estimated every k-th frame, smoothed over time and reset "
                     "at scene cuts. Timestamps, rotation, colour tags, audio, subtitles and "
-                    "tags are kept.")
+                    "tags are kept; 10-bit input stays 10-bit where the encoder takes it.")
     p.add_argument("input", type=Path, metavar="INPUT")
     p.add_argument("-o", "--output", type=Path, default=None, metavar="OUT",
                    help=f"output file; its suffix picks the container (default "
@@ -122,6 +122,9 @@ def run_video(args: argparse.Namespace) -> int:
         notes = "".join(f"; {kind} {', '.join(done)}" for kind, done in (
             ("audio", summary.audio), ("subtitles", summary.subtitles), ("data", summary.data))
             if done)
+        if summary.input_bits > 8 and summary.bits == 8:
+            notes += (f"; {summary.input_bits}-bit input written at {summary.bits} bits "
+                      f"({summary.codec} takes no 10-bit format)")
         print(f"excnet: {os.fspath(dst)}: {summary.frames} frames at {summary.fps:.1f} fps, "
               f"{len(summary.cuts)} cuts{notes}", file=sys.stderr)
     return 0
