@@ -315,6 +315,18 @@ def test_timestamps_time_base_rotation_and_colour_tags_kept(tmp_path):
     assert out.rotation == 90
 
 
+@pytest.mark.parametrize("name", ["o.mp4", "o.mkv"])
+def test_variable_frame_rate_keeps_its_duration(tmp_path, name):
+    pts = [0, 1, 2, 5, 6, 10, 11, 12, 20, 25, 26]  # the last frame at 1.04 s
+    src = write_clip(tmp_path / "vfr.mp4", pts=pts)
+    restore_video(src, tmp_path / name, curve=Curve(0.5, 0.1))
+    with av.open(str(tmp_path / name)) as c:
+        times = [f.time for f in c.decode(video=0)]
+        seconds = c.duration / av.time_base
+    assert times == pytest.approx([t / 25 for t in pts], abs=1e-3)
+    assert 1.04 < seconds <= 1.04 + 0.1  # MP4 with B-frames said 0.96 s: its DTS ended early
+
+
 @pytest.mark.parametrize("codec, name", [("libx265", "hevc.mkv"), ("libvpx-vp9", "vp9.webm"),
                                          ("libx264", "h264.mov")])
 def test_hevc_vp9_and_mov_inputs(tmp_path, codec, name):

@@ -75,6 +75,10 @@ _LUT_SIZE = 4096
 _RATE_CONTROL = {"libx264": "crf", "libx265": "crf", "libvpx-vp9": "crf", "libsvtav1": "crf",
                  "libaom-av1": "crf"}
 _PRESET = {"libx264", "libx265", "libsvtav1"}
+#: Muxers of the MOV family (their track duration runs on decode timestamps), and the encoders
+#: whose B-frames give a variable frame rate decode timestamps that end early there.
+_MOV_MUXERS = {"mov", "mp4", "ipod", "3gp", "3g2", "psp", "ismv", "f4v"}
+_REORDERING = {"libx264", "libx265"}
 #: The video encoder for an output suffix when none is given (libx264 for the rest).
 DEFAULT_CODECS = {".webm": "libvpx-vp9"}
 #: Pixel formats our 8-bit 4:2:0 frames are encoded in, by preference (the first the encoder
@@ -478,6 +482,11 @@ class _Output:
             options["preset"] = preset
         if codec == "libx265":
             options["x265-params"] = "log-level=error"
+        if codec in _REORDERING and out.format.name in _MOV_MUXERS and _variable_rate(video_in):
+            # with B-frames the encoder gives each frame the DTS of the PTS of a frame a few
+            # before it: on an uneven rate the last DTS falls well short of the last frame,
+            # and MP4/MOV count the duration from the DTS
+            options["bf"] = "0"
         rate = video_in.average_rate or video_in.guessed_rate or Fraction(25)
         try:
             v = out.add_stream(codec, rate=rate, options=options)
@@ -658,6 +667,13 @@ def _transcode(inp, src: Path, tmp: Path, dst: Path, guide: TemporalGuide | None
     summary.audio, summary.subtitles, summary.data = (
         out.notes["audio"], out.notes["subtitles"], out.notes["data"])
     return summary
+
+
+def _variable_rate(video: av.VideoStream) -> bool:
+    """Whether the stream's average frame rate is more than 1 % off its base rate (the rate
+    its timestamps tick at): frames are unevenly spaced."""
+    average, base = video.average_rate, video.base_rate
+    return bool(average and base) and abs(float(average / base) - 1) > 0.01
 
 
 def _stream_seconds(video: av.VideoStream) -> float | None:
