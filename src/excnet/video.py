@@ -300,7 +300,9 @@ def restore_video(src: str | os.PathLike, dst: str | os.PathLike, *,
     guided=False restores every frame independently (estimate each frame, no smoothing). The
     network solver's frames each train up to the restorer's max_iters; first frames and cuts
     up to `fresh_iters`. codec: the video encoder (default by dst's suffix, `DEFAULT_CODECS`,
-    else libx264). on_frame(done, total) is called after each frame (total may be 0).
+    else libx264); input with more than 8 bits per sample is restored and encoded at 10 bits
+    when the encoder takes a 10-bit format, else at 8 (`VideoSummary.bits`). on_frame(done,
+    total) is called after each frame (total may be 0).
     torch_threads: torch's intra-op thread count while this runs (restored after; None leaves
     it alone): the decoder's and encoder's threads already fill the cores, and idle torch
     worker threads spinning between estimates slow the encoder down.
