@@ -656,3 +656,17 @@ def test_cli_json_records_a_failure(tmp_path, capsys):
     assert (rec["input"], rec["output"], rec["status"]) == (str(src), str(tmp_path / "o.mp4"),
                                                             "error")
     assert rec["error"] == err.removeprefix("excnet: ").rstrip("\n")
+
+
+def test_svt_av1_gets_its_own_default_preset(tmp_path):
+    """SVT-AV1's presets are numbers: x264's default name ("veryfast") made it fail to open."""
+    src = write_clip(tmp_path / "in.mp4", 3, size=(64, 64))
+    dst = tmp_path / "out.mp4"
+    summary = restore_video(src, dst, curve=Curve(0.5, 0.0), codec="libsvtav1")
+    assert summary.frames == 3
+    with av.open(str(dst)) as f:
+        assert f.streams.video[0].codec_context.name in ("av1", "libdav1d", "libaom-av1")
+        assert sum(1 for _ in f.decode(video=0)) == 3
+    with pytest.raises(VideoError, match="preset 'veryfast'"):
+        restore_video(src, tmp_path / "bad.mp4", curve=Curve(0.5, 0.0), codec="libsvtav1",
+                      preset="veryfast")

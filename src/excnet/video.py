@@ -74,7 +74,8 @@ _UNSPECIFIED = {"colorspace": 2, "color_primaries": 2, "color_trc": 2, "color_ra
 _LUT_SIZE = 4096
 _RATE_CONTROL = {"libx264": "crf", "libx265": "crf", "libvpx-vp9": "crf", "libsvtav1": "crf",
                  "libaom-av1": "crf"}
-_PRESET = {"libx264", "libx265", "libsvtav1"}
+#: Encoders that take a preset, and the one used when none is given (SVT-AV1's are numbers).
+PRESETS = {"libx264": "veryfast", "libx265": "veryfast", "libsvtav1": "10"}
 #: Muxers of the MOV family (their track duration runs on decode timestamps), and the encoders
 #: whose B-frames give a variable frame rate decode timestamps that end early there.
 _MOV_MUXERS = {"mov", "mp4", "ipod", "3gp", "3g2", "psp", "ismv", "f4v"}
@@ -290,7 +291,7 @@ def restore_video(src: str | os.PathLike, dst: str | os.PathLike, *,
                   restorer: Restorer | None = None, curve: Curve | None = None,
                   every: int = DEFAULT_EVERY, tau: float = DEFAULT_TAU,
                   cut_threshold: float = DEFAULT_CUT_THRESHOLD, guided: bool = True,
-                  fresh_iters: int = 1000, codec: str | None = None, preset: str = "veryfast",
+                  fresh_iters: int = 1000, codec: str | None = None, preset: str | None = None,
                   crf: int = 20, overwrite: bool = False, torch_threads: int | None = 1,
                   on_frame: Callable[[int, int], None] | None = None) -> VideoSummary:
     """Restore a back-lit video file `src` into `dst` (format from dst's suffix).
@@ -302,7 +303,7 @@ def restore_video(src: str | os.PathLike, dst: str | os.PathLike, *,
     up to `fresh_iters`. codec: the video encoder (default by dst's suffix, `DEFAULT_CODECS`,
     else libx264); input with more than 8 bits per sample is restored and encoded at 10 bits
     when the encoder takes a 10-bit format, else at 8 (`VideoSummary.bits`). on_frame(done,
-    total) is called after each frame (total may be 0).
+    total) is called after each frame (total may be 0). preset: the encoder's (default `PRESETS`).
     torch_threads: torch's intra-op thread count while this runs (restored after; None leaves
     it alone): the decoder's and encoder's threads already fill the cores, and idle torch
     worker threads spinning between estimates slow the encoder down.
@@ -480,7 +481,8 @@ class _Output:
             options[_RATE_CONTROL[codec]] = str(crf)
             if codec == "libvpx-vp9":
                 options.update({"b": "0", "row-mt": "1"})
-        if codec in _PRESET:
+        if codec in PRESETS:
+            preset = preset or PRESETS[codec]
             options["preset"] = preset
         if codec == "libx265":
             options["x265-params"] = "log-level=error"
@@ -522,7 +524,7 @@ class _Output:
         try:
             out.start_encoding()
         except av.FFmpegError as exc:
-            tuning = f"preset {preset!r}, " if codec in _PRESET else ""
+            tuning = f"preset {preset!r}, " if codec in PRESETS else ""
             raise VideoError(f"{self.dst}: cannot open the {codec} encoder ({tuning}crf {crf}: "
                              f"{_reason(exc)})") from None
         self.started = True

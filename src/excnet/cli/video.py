@@ -38,8 +38,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         f"NAME{OUTPUT_TAG}.mp4 beside the input)")
     p.add_argument("--codec", default=None,
                    help="video encoder (default libx264; libvpx-vp9 for .webm)")
-    p.add_argument("--preset", default="veryfast",
-                   help="encoder preset for x264/x265/SVT-AV1 (default veryfast)")
+    p.add_argument("--preset", default=None,
+                   help="encoder preset for x264/x265/SVT-AV1 (default veryfast; 10 for "
+                        "SVT-AV1, whose presets are numbers 0-13)")
     p.add_argument("--crf", type=int, default=20,
                    help="constant rate factor, lower is better quality (default 20)")
     p.add_argument("--every", type=int, default=DEFAULT_EVERY, metavar="K",
