@@ -6,7 +6,8 @@ temporary folder, then prints three tables:
 speed      median fps over --repeats runs (decode + restore + encode, libx264 veryfast CRF 20)
            at 1280x720 and 1920x1080 for: passthrough (decode + encode only, the ceiling),
            guided (the default: direct solver every 3rd frame, smoothing, cut detection),
-           independent (every frame estimated on its own, no smoothing) and fixed (one phi).
+           independent (every frame estimated on its own, no smoothing) and fixed (one phi);
+           and the first size's clip converted to 10 bits (restored and encoded at 10 bits).
 flicker    on the 720p pan clip: frame-to-frame std of the output's mean luma (Y') for guided,
            fixed phi (the median phi of the guided run) and independent, with the ratio to fixed
            (target: guided <= 1.1); the frame-to-frame std of phi_s and phi_h; and on the static
@@ -43,8 +44,8 @@ _spec.loader.exec_module(make_clips)
 FPS = 25
 
 
-def passthrough(src: Path, dst: Path) -> float:
-    """Decode + encode with the same settings and no restoration; returns fps."""
+def passthrough(src: Path, dst: Path, pix_fmt: str = "yuv420p") -> float:
+    """Decode + encode with the same settings (pix_fmt) and no restoration; returns fps."""
     start = time.perf_counter()
     n = 0
     with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
@@ -52,9 +53,10 @@ def passthrough(src: Path, dst: Path) -> float:
         vin.thread_type = "AUTO"
         vout = out.add_stream("libx264", rate=vin.average_rate,
                               options={"preset": "veryfast", "crf": "20"})
-        vout.width, vout.height, vout.pix_fmt = vin.width, vin.height, "yuv420p"
+        vout.width, vout.height, vout.pix_fmt = vin.width, vin.height, pix_fmt
         for frame in inp.decode(vin):
-            out.mux(vout.encode(frame))
+            out.mux(vout.encode(frame if frame.format.name == pix_fmt
+                                else frame.reformat(format=pix_fmt)))
             n += 1
         out.mux(vout.encode())
     return n / (time.perf_counter() - start)
@@ -115,6 +117,19 @@ def main() -> None:
             m = {k: statistics.median(v) for k, v in runs.items()}
             print(f"{w}x{h:<5} {m['pass']:12.1f} {m['g']:8.1f} {m['i']:12.1f} {m['f']:8.1f} "
                   f"{m['g'] / m['i']:13.2f} {m['g'] / m['pass']:12.2f}")
+        # the first size's clip at 10 bits: restored and encoded at 10 bits (yuv420p10le)
+        deep = d / f"pan{w0}-10bit.mp4"
+        passthrough(clips[("pan", w0)], deep, "yuv420p10le")
+        runs = {k: [] for k in ("pass", "g", "i", "f")}
+        for _ in range(args.repeats):
+            runs["pass"].append(passthrough(deep, d / "p10.mp4", "yuv420p10le"))
+            runs["g"].append(restore_video(deep, d / "g10.mp4").fps)
+            runs["i"].append(restore_video(deep, d / "i10.mp4", guided=False).fps)
+            fixed = Restorer().curve_for(*np.median(guided_phi[w0], axis=0))
+            runs["f"].append(restore_video(deep, d / "f10.mp4", curve=fixed).fps)
+        m = {k: statistics.median(v) for k, v in runs.items()}
+        print(f"{w0}x{h0} 10-bit {m['pass']:5.1f} {m['g']:8.1f} {m['i']:12.1f} {m['f']:8.1f} "
+              f"{m['g'] / m['i']:13.2f} {m['g'] / m['pass']:12.2f}")
 
         if args.network:
             src = clips[("pan", w0)]
