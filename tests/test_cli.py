@@ -18,7 +18,7 @@ from conftest import make_backlit
 import excnet
 from excnet import Curve
 from excnet.cli import main
-from excnet.imageio import read_image, write_image
+from excnet.imageio import encode_image, read_image, write_image
 from excnet.tone import IMPROVED
 
 EXCNET = Path(sys.executable).with_name("excnet")
@@ -466,6 +466,24 @@ def test_entry_point_end_to_end(tmp_path):
     assert (tmp_path / "out" / "good.png").is_file()
     assert not (tmp_path / "out" / "bad.jpg").exists()
     assert "Traceback" not in proc.stderr and str(bad) in proc.stderr
+
+
+def test_a_damaged_tiff_is_one_line_without_the_libraries_chatter(tmp_path):
+    """Pillow warns about each broken tag and tifffile logs each one it skips: on a terminal
+    that was ten lines of library internals before our own line."""
+    data = bytearray(encode_image(make_backlit(48, 64).astype(np.uint16) * 257, "TIFF"))
+    assert data[:2] == b"II"
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    for i in range(struct.unpack_from("<H", data, ifd)[0]):
+        entry = ifd + 2 + 12 * i
+        if struct.unpack_from("<H", data, entry)[0] in (257, 258):  # length, bits per sample
+            struct.pack_into("<I", data, entry + 4, 1 << 20)  # their values past the file's end
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(bytes(data))
+    proc = run_excnet("restore", bad, "-o", tmp_path / "out.jpg")
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        f"excnet: {bad}: truncated or corrupt image data (TIFF header not readable)"]
 
 
 def test_entry_point_usage_error(tmp_path):

@@ -22,9 +22,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_libraries() -> None:
+    """Keep what Pillow and tifffile say about a damaged or odd file (Python warnings, log
+    records) off the terminal: the command's own one-line error names the file and the fault."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", module=r"PIL\.")
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL + 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet_libraries()  # after parsing: --help never pays for logging's import
     try:
         return args.run(args)
     except UsageError as exc:
