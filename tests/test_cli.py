@@ -291,6 +291,7 @@ def test_estimate_reports_an_empty_folder_and_refuses_a_curve(tmp_path, capsys):
         (["-o", "-", "--json"], "--json prints to standard output"),
         (["-o", "OUT", "--format", "png"], "--format is for standard output"),
         (["-", "-o", "-"], "exactly one input"),
+        (["--amount", "0.5"], "amount goes with phi_s/phi_h or saved curve parameters"),
         (["-o", "OUTXYZ"], "out.xyz: cannot tell the image format from the suffix '.xyz'"),
     ],
 )

@@ -247,6 +247,7 @@ def test_truncated_image_is_422(client, png):
     ("apply", {"params": '{"phi_s": 1}'}, "phi_h"),
     ("apply", {"phi_s": "inf"}, "phi_s"),
     ("apply", {"params": '{"phi_s": 0.5, "phi_h": 0, "exposure": 2000}'}, "within ±64 EV"),
+    ("restore", {"amount": "0.5"}, "amount goes with"),
     ("estimate?preview=99999", {}, "preview"),
     ("restore?response=xml", {}, "response"),
 ])

@@ -88,22 +88,29 @@ IMPROVED = ToneOptions(chroma="exposure", monotonic="scale", eps=3200.0,
 
 def given_curve(load_saved: Callable[[], Curve] | None, phi_s: float | None,
                 phi_h: float | None, options: ToneOptions,
-                exposure: float | None = None) -> Curve | None:
+                exposure: float | None = None, amount: float | None = None) -> Curve | None:
     """The curve a user fixed instead of estimating one, or None to estimate.
 
     Either a saved curve (`load_saved` reads it) or manual parameters (phi_s / phi_h, and the
     recorded adaptive exposure), never both: `BothGiven`, checked before anything is read.
-    Manual parameters are rendered with `options`; the caller lays its own controls (strength,
-    highlight scale, ...) over the result. The CLI and the service share this rule.
+    Manual parameters are rendered with `options`; `amount` (the recorded adaptive fraction)
+    replaces the fixed curve's and means nothing without one (ValueError). The caller lays its
+    own controls (strength, highlight scale, ...) over the result. The CLI and the service
+    share this rule.
     """
     manual = any(v is not None for v in (phi_s, phi_h, exposure))
     if manual and load_saved is not None:
         raise BothGiven("give either saved curve parameters or phi_s/phi_h, not both")
     if load_saved is not None:
-        return load_saved()
-    if not manual:
+        curve = load_saved()
+    elif manual:
+        curve = replace(options.curve(phi_s or 0.0, phi_h or 0.0), exposure=exposure or 0.0)
+    elif amount is not None:
+        raise ValueError("amount goes with phi_s/phi_h or saved curve parameters (it is the "
+                         "recorded fraction of their phi)")
+    else:
         return None
-    return replace(options.curve(phi_s or 0.0, phi_h or 0.0), exposure=exposure or 0.0)
+    return curve if amount is None else replace(curve, amount=amount)
 
 
 class BothGiven(ValueError):

@@ -107,15 +107,14 @@ def given_curve(args: argparse.Namespace) -> Curve | None:
 
     try:
         saved = None if args.params is None else (lambda: Curve.load(args.params))
-        curve = fixed(saved, args.phi_s, args.phi_h, tone_options(args), args.exposure)
+        curve = fixed(saved, args.phi_s, args.phi_h, tone_options(args), args.exposure,
+                      args.amount)
         if curve is None:
             return None
         return replace(curve,
                        strength=curve.strength if args.strength is None else args.strength,
                        highlight_scale=curve.highlight_scale if args.highlight_scale is None
-                       else args.highlight_scale,
-                       exposure=curve.exposure if args.exposure is None else args.exposure,
-                       amount=curve.amount if args.amount is None else args.amount)
+                       else args.highlight_scale)
     except BothGiven:
         raise UsageError("give either --params or --phi-s/--phi-h, not both") from None
     except ValueError as exc:  # a bad file or a non-finite number

@@ -421,17 +421,13 @@ def _given_curve(params: str | None, phi_s: float | None, phi_h: float | None,
         return Curve.from_dict(data)
 
     try:
-        curve = given_curve(None if params is None else load, phi_s, phi_h, IMPROVED, exposure)
+        return given_curve(None if params is None else load, phi_s, phi_h, IMPROVED, exposure,
+                           amount)
     except BothGiven:
         raise ApiError(422, "bad_request",
                        "give either params or phi_s/phi_h (and exposure), not both") from None
     except ValueError as exc:  # json.JSONDecodeError is one too
         raise ApiError(422, "bad_request", f"bad curve parameters: {exc}") from None
-    if amount is None:
-        return curve
-    if curve is None:
-        raise ApiError(422, "bad_request", "amount goes with phi_s/phi_h or params")
-    return replace(curve, amount=amount)
 
 
 def _format(name: str | None) -> str | None:
