@@ -129,11 +129,10 @@ def trial_settings() -> dict[str, Settings | None]:
     """None = no denoise; the rest one constant changed at a time from "auto"."""
     auto = SETTINGS["auto"]
     trials: dict[str, Settings | None] = {"off": None, "auto": auto, "strong": SETTINGS["strong"]}
-    trials.update({f"luma={v:g}": replace(auto, luma=v) for v in (1.0, 2.0, 6.0, 8.0, 12.0, 16.0)})
-    trials.update({f"luma=8 window={v}": replace(auto, luma=8.0, window=v) for v in (2, 3)})
+    trials.update({f"luma={v:g}": replace(auto, luma=v) for v in (2.0, 4.0, 6.0, 12.0, 16.0)})
+    trials.update({f"window={v}": replace(auto, window=v) for v in (2, 3, 8)})
     trials.update({f"chroma_blur={v:g}": replace(auto, chroma_blur=v) for v in (1.5, 3.0, 12.0)})
     trials.update({f"steps={v:g}": replace(auto, steps=v) for v in (0.0, 4.0, 64.0)})
-    trials.update({f"window={v}": replace(auto, window=v) for v in (2, 8)})
     trials.update({f"visible={v:g}": replace(auto, visible=v) for v in (1.5, 6.0)})
     trials.update({f"min_excess={v:g}": replace(auto, min_excess=v) for v in (0.0, 0.3, 0.7)})
     # the grid a 12 MP photo gets (cells of 4 x 4 pixels), and one coarser

@@ -70,9 +70,24 @@ def test_noise_level_estimates_white_noise():
     rng = np.random.default_rng(1)
     y = (40 + 2.5 * rng.standard_normal((400, 600))).astype(np.float32)
     gain = np.full(y.shape, 4.0, np.float32)
-    assert noise_level(y, gain) == pytest.approx(2.5, rel=0.15)
+    assert noise_level(y, gain) == pytest.approx(2.5, rel=0.05)
     # nothing lifted: nothing to estimate
     assert noise_level(y, np.ones_like(gain)) == 0.0
+
+
+def test_noise_level_does_not_read_texture_as_noise():
+    """Fine texture over half a clean frame reads as (almost) no noise; the same frame with
+    noise of std 2 everywhere reads about 2, whether or not the texture is there."""
+    rng = np.random.default_rng(3)
+    h, w = 400, 600
+    texture = 6.0 * rng.standard_normal((h, w))
+    texture[:, w // 2:] = 0.0  # the right half is a flat wall
+    clean = (40 + texture).astype(np.float32)
+    gain = np.full((h, w), 4.0, np.float32)
+    assert noise_level(clean, gain) < 0.2
+    noise = 2.0 * rng.standard_normal((h, w))
+    assert noise_level((clean + noise).astype(np.float32), gain) == pytest.approx(2.0, rel=0.1)
+    assert noise_level((40 + noise).astype(np.float32), gain) == pytest.approx(2.0, rel=0.05)
 
 
 @pytest.mark.parametrize("kind", ["sinusoid", "edge"])
@@ -89,7 +104,9 @@ def test_texture_under_moderate_gain_keeps_its_contrast(kind):
     if kind == "sinusoid":
         def amplitude(v: np.ndarray) -> float:
             return float(np.abs(np.fft.rfft(v.mean(axis=0))[w // 8]))
-        assert amplitude(clean) > 0.9 * amplitude(plain)
+        # an 8-level texture in noise of std 1, lifted 2.5x: 0.85 of its contrast is kept
+        # (0.91 before luma 8; benchmarks/RESULTS.md, tenth session, has the trade)
+        assert amplitude(clean) > 0.8 * amplitude(plain)
     else:  # the step stays as high and as sharp: two pixels either side of it
         mid = w // 2
         step = clean[:, mid + 1:mid + 3].mean() - clean[:, mid - 3:mid - 1].mean()
