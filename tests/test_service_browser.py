@@ -253,7 +253,9 @@ def test_page_asks_for_the_token_once_and_keeps_it_for_the_tab(browser, tmp_path
         page.set_input_files("#file", str(path))
         page.wait_for_selector("#auth:not([hidden])")
         assert "did not accept" in page.text_content("#auth-message")
-        assert "access token" in page.text_content("#error")
+        # the dialog opens on the 401 itself; the error line follows once the body is read
+        page.wait_for_function(
+            "() => document.getElementById('error').textContent.includes('access token')")
         assert page.evaluate(token_in_tab) is None and page.is_hidden("#result")
 
         # The right token: the upload is retried with it and the photo comes back.
