@@ -8,9 +8,8 @@ from conftest import make_backlit
 
 from excnet import Curve, Restorer, s_curve, tone
 from excnet.base import network_input
-from excnet.colour import luminance
+from excnet.colour import luminance, srgb_to_linear
 from excnet.curve import monotonic_limit
-from excnet.metrics import srgb_to_linear
 from excnet.pipeline import gain_map
 from excnet.solvers import solve_direct
 

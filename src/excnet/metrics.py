@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .colour import linear_to_srgb, srgb_to_linear  # noqa: F401 (re-exported, were here)
+from .colour import srgb_to_linear
 
 #: sRGB (linear, D65) -> CIE XYZ, IEC 61966-2-1.
 SRGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
