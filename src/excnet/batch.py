@@ -184,13 +184,11 @@ def encode_file(dst: str, pixels: np.ndarray, like: ImageFile, quality: int = 95
                 threads: int = 1) -> bytes:
     """The file's bytes in dst's format (from its suffix), metadata carried from like;
     a JPEG encoded on `threads` cores."""
+    fmt = format_from_path(dst)  # its error names the file already
     try:
-        return encode_image(pixels, format_from_path(dst), like=like, quality=quality,
-                            threads=threads)
-    except ImageError as exc:  # named like write_image's errors: by the file's name, once
-        name, message = _file_name(dst), str(exc)
-        raise ImageError(message if message.startswith(f"{name}:") else f"{name}: {message}"
-                         ) from None
+        return encode_image(pixels, fmt, like=like, quality=quality, threads=threads)
+    except ImageError as exc:  # named like write_image's errors: by the file's name
+        raise ImageError(f"{_file_name(dst)}: {exc}") from None
 
 
 def store_file(dst: str, data: bytes, overwrite: bool = True,

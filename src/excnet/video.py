@@ -713,9 +713,7 @@ def _cropped(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame:
     out = av.VideoFrame(width, height, frame.format.name)
     for a, b in zip(_planes(frame), _planes(out), strict=True):
         b[...] = a[:b.shape[0], :b.shape[1]]
-    out.pts, out.time_base = frame.pts, frame.time_base
-    out.colorspace, out.color_range = frame.colorspace, frame.color_range
-    return out
+    return _with_timing_and_tags(out, frame)
 
 
 def _writable_420(frame: av.VideoFrame, bits: int) -> av.VideoFrame:
@@ -723,9 +721,13 @@ def _writable_420(frame: av.VideoFrame, bits: int) -> av.VideoFrame:
     colour tags kept."""
     formats = ("yuv420p", "yuvj420p") if bits == 8 else ("yuv420p10le",)
     if frame.format.name not in formats:
-        converted = frame.reformat(format=formats[0])
-        converted.pts, converted.time_base = frame.pts, frame.time_base
-        converted.colorspace, converted.color_range = frame.colorspace, frame.color_range
-        return converted
+        return _with_timing_and_tags(frame.reformat(format=formats[0]), frame)
     frame.make_writable()
     return frame
+
+
+def _with_timing_and_tags(out: av.VideoFrame, frame: av.VideoFrame) -> av.VideoFrame:
+    """out, given frame's timestamp, time base and colour tags (a new frame has none)."""
+    out.pts, out.time_base = frame.pts, frame.time_base
+    out.colorspace, out.color_range = frame.colorspace, frame.color_range
+    return out
