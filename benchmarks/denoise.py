@@ -1,12 +1,14 @@
 """Clean lifting (`excnet.denoise`): quality on a synthetic noisy dark set, LOL, and speed.
 
     python benchmarks/denoise.py tune              # trials on the synthetic noisy dark set
+    python benchmarks/denoise.py tune --stops 4 6  # the same, darker (lifts up to 64x)
     python benchmarks/denoise.py lol DIR [--out F] # noise vs curve shape on LOL-like pairs
     python benchmarks/denoise.py speed             # restore stages at 12 MP, off / auto / strong
 
 The synthetic set: photos that ship inside packages (scikit-image, scikit-learn, matplotlib;
-see quality.py's `photos`), darkened 2 to 4 stops in linear light, given Poisson-Gaussian
-sensor noise in linear light (shot and read noise drawn per image, independent per channel),
+see quality.py's `photos`), darkened 2 to 4 stops in linear light (`--stops`), given
+Poisson-Gaussian sensor noise in linear light (shot and read noise drawn per image,
+independent per channel),
 encoded to sRGB 8 bits and, for half of them, saved as JPEG quality 75 to 90; the truth is the
 clean photo. Photos alternate between a tuning half and a held-out half (as in quality.py).
 Each image is restored twice over: with the gain the truth asks for (the ratio of the truth's
@@ -72,11 +74,12 @@ def camera_noise(lin: np.ndarray, rng: np.random.Generator, shot: float, read: f
 
 
 def darken(truth: np.ndarray, rng: np.random.Generator, noisy: bool = True,
-           camera: bool = False) -> tuple[np.ndarray, dict]:
+           camera: bool = False, stops_range: tuple[float, float] = (2.0, 4.0)
+           ) -> tuple[np.ndarray, dict]:
     """A dark, noisy (and maybe JPEG) version of an sRGB uint8 photo, and how it was made.
     noisy=False: only darkened and rounded to 8 bits (what is left to clean: the steps).
     camera: the noise made on a Bayer mosaic (`camera_noise`), not per channel."""
-    stops = rng.uniform(2, 4)
+    stops = rng.uniform(*stops_range)
     shot, read = 10 ** rng.uniform(-4, -3), 10 ** rng.uniform(-6.5, -5.5)
     if not noisy:
         shot = read = 0.0
@@ -94,8 +97,8 @@ def darken(truth: np.ndarray, rng: np.random.Generator, noisy: bool = True,
 
 
 def noisy_dark_set(size: int = SIZE, seed: int = 11, per_photo: int = 2,
-                   upscale: bool = False, noisy: bool = True, camera: bool = False
-                   ) -> list[dict]:
+                   upscale: bool = False, noisy: bool = True, camera: bool = False,
+                   stops_range: tuple[float, float] = (2.0, 4.0)) -> list[dict]:
     rng = np.random.default_rng(seed)
     out = []
     for i, (name, truth) in enumerate(photos(PHOTOS, size).items()):
@@ -103,7 +106,7 @@ def noisy_dark_set(size: int = SIZE, seed: int = 11, per_photo: int = 2,
             f = size / max(truth.shape)
             truth = cv2.resize(truth, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC)
         for j in range(per_photo):
-            dark, info = darken(truth, rng, noisy, camera)
+            dark, info = darken(truth, rng, noisy, camera, stops_range)
             out.append({"name": f"{name}/{j}", "dark": dark, "truth": truth,
                         "held_out": i % 2 == 1, **info})
     return out
@@ -151,7 +154,7 @@ def render(sample: dict, g: np.ndarray, st: Settings | None) -> np.ndarray:
 
 def tune(args: argparse.Namespace) -> None:
     samples = noisy_dark_set(args.size, upscale=args.upscale, noisy=not args.clean,
-                             camera=args.camera)
+                             camera=args.camera, stops_range=tuple(args.stops))
     restorer = Restorer(denoise="off")
     gains = {"oracle gain": [oracle_gain(s["dark"], s["truth"]) for s in samples]}
     gains["default curve"] = []
@@ -284,6 +287,8 @@ def main() -> int:
                    help="enlarge smaller photos to --size before darkening (camera-sized)")
     t.add_argument("--camera", action="store_true",
                    help="noise made on a Bayer mosaic and demosaiced (correlated, coloured)")
+    t.add_argument("--stops", nargs=2, type=float, default=(2.0, 4.0), metavar=("LO", "HI"),
+                   help="how far the photos are darkened (uniform, in stops; default 2 4)")
     t.add_argument("--sheet", default=None, help="write 100%% crops (off | auto | truth) here")
     t.set_defaults(fn=tune)
     lo = sub.add_parser("lol")

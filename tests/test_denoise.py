@@ -90,6 +90,21 @@ def test_noise_level_does_not_read_texture_as_noise():
     assert noise_level((40 + noise).astype(np.float32), gain) == pytest.approx(2.0, rel=0.05)
 
 
+def test_noise_level_is_not_fooled_by_black_clipping():
+    """A very dark frame: most of it sits at level 1, where noise of std 3 is clipped at 0
+    (and reads about half), the rest at level 20. The estimate is the noise's std, not the
+    clipped remnant's (the flattest blocks are all in the black part)."""
+    rng = np.random.default_rng(5)
+    h, w = 400, 600
+    level = np.full((h, w), 1.0)
+    level[:, 2 * w // 3:] = 20.0
+    y = np.rint(np.clip(level + 3.0 * rng.standard_normal((h, w)), 0, 255)).astype(np.float32)
+    gain = np.full((h, w), 16.0, np.float32)
+    clipped = y[:, : 2 * w // 3].std()
+    assert clipped < 2.2  # what the black part alone shows
+    assert noise_level(y, gain) == pytest.approx(3.0, rel=0.1)
+
+
 @pytest.mark.parametrize("kind", ["sinusoid", "edge"])
 def test_texture_under_moderate_gain_keeps_its_contrast(kind):
     h, w = 96, 128

@@ -101,6 +101,8 @@ NOISE_BLOCK = 8
 NOISE_PERCENTILE = 10
 #: That percentile for unit white noise (simulated, 8 x 1 MP: 3.796 +- 0.006).
 _UNIT_RESPONSE = 3.796
+#: Blocks darker than this many noise stds are left out of the second reading (clipped noise).
+CLIP_MARGIN = 2.0
 
 
 def noise_level(y: np.ndarray, gain: np.ndarray, max_pixels: int = 1 << 18) -> float:
@@ -113,14 +115,16 @@ def noise_level(y: np.ndarray, gain: np.ndarray, max_pixels: int = 1 << 18) -> f
     over all pixels read fine texture in clean photos as 1-2 levels). Row bands sampled to
     about `max_pixels`. 0 when nothing is lifted. JPEG and camera noise reduction remove the
     finest noise, so the estimate is also taken on the 2 x 2 mean image (where white noise
-    halves) and the larger of the two kept.
+    halves) and the larger of the two kept. Near black the noise is clipped at level 0 and
+    reads low, and a very dark frame's flattest blocks are mostly there: the estimate is taken
+    again on the blocks whose mean is at least `CLIP_MARGIN` times the first estimate.
     """
     h, w = y.shape
     band = 16
     step = max(band, band * (h * w // max(1, max_pixels)))
     rows = np.concatenate([np.arange(r, min(r + band, h)) for r in range(0, h, step)])
     ys, gs = y[rows], gain[rows]
-    estimates = []
+    scales = []
     for scale in (1, 2):
         img, g = ys, gs
         if scale == 2:
@@ -128,13 +132,23 @@ def noise_level(y: np.ndarray, gain: np.ndarray, max_pixels: int = 1 << 18) -> f
             img = cv2.resize(ys[:hh, :ww], (ww // 2, hh // 2), interpolation=cv2.INTER_AREA)
             g = gs[:hh:2, :ww:2]
         resp = np.abs(cv2.filter2D(img, cv2.CV_32F, _LAPLACE, borderType=cv2.BORDER_REFLECT))
+        inner = (slice(1, -1), slice(1, -1))
+        lifted = g[inner] > 1.5
         blocks = cv2.blur(resp, (NOISE_BLOCK, NOISE_BLOCK), borderType=cv2.BORDER_REFLECT)
-        lifted = blocks[1:-1, 1:-1][g[1:-1, 1:-1] > 1.5]
-        if lifted.size < 64:
-            return 0.0
-        estimates.append(scale * float(np.percentile(lifted, NOISE_PERCENTILE))
-                         / _UNIT_RESPONSE)
-    return max(estimates)
+        means = cv2.blur(img, (NOISE_BLOCK, NOISE_BLOCK), borderType=cv2.BORDER_REFLECT)
+        scales.append((scale, blocks[inner][lifted], means[inner][lifted]))
+    sigma = 0.0
+    for floor in (None, CLIP_MARGIN):
+        estimates = []
+        for scale, blocks, means in scales:
+            if floor is not None:
+                blocks = blocks[means >= floor * sigma]
+            if blocks.size < 64:
+                return sigma
+            estimates.append(scale * float(np.percentile(blocks, NOISE_PERCENTILE))
+                             / _UNIT_RESPONSE)
+        sigma = max(estimates)
+    return sigma
 
 
 def lift_weight(gain: np.ndarray, sigma: float, settings: Settings) -> np.ndarray:
