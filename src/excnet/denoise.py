@@ -137,13 +137,15 @@ def noise_level(y: np.ndarray, gain: np.ndarray, max_pixels: int = 1 << 18) -> f
         blocks = cv2.blur(resp, (NOISE_BLOCK, NOISE_BLOCK), borderType=cv2.BORDER_REFLECT)
         means = cv2.blur(img, (NOISE_BLOCK, NOISE_BLOCK), borderType=cv2.BORDER_REFLECT)
         scales.append((scale, blocks[inner][lifted], means[inner][lifted]))
+        if scales[-1][1].size < 64:
+            return 0.0
     sigma = 0.0
     for floor in (None, CLIP_MARGIN):
         estimates = []
         for scale, blocks, means in scales:
             if floor is not None:
                 blocks = blocks[means >= floor * sigma]
-            if blocks.size < 64:
+            if blocks.size < 64:  # (only after leaving out the dark blocks)
                 return sigma
             estimates.append(scale * float(np.percentile(blocks, NOISE_PERCENTILE))
                              / _UNIT_RESPONSE)
