@@ -139,18 +139,20 @@ def noise_level(y: np.ndarray, gain: np.ndarray, max_pixels: int = 1 << 18) -> f
         scales.append((scale, blocks[inner][lifted], means[inner][lifted]))
         if scales[-1][1].size < 64:
             return 0.0
-    sigma = 0.0
-    for floor in (None, CLIP_MARGIN):
-        estimates = []
-        for scale, blocks, means in scales:
-            if floor is not None:
-                blocks = blocks[means >= floor * sigma]
-            if blocks.size < 64:  # (only after leaving out the dark blocks)
-                return sigma
-            estimates.append(scale * float(np.percentile(blocks, NOISE_PERCENTILE))
-                             / _UNIT_RESPONSE)
-        sigma = max(estimates)
-    return sigma
+    first = _reading(scales, 0.0)
+    return _reading(scales, CLIP_MARGIN * first) or first
+
+
+def _reading(scales: list[tuple[int, np.ndarray, np.ndarray]], floor: float) -> float | None:
+    """`noise_level`'s estimate from the blocks whose mean is at least floor: the larger over
+    the scales of (scale, block responses, block means); None when too few blocks are left."""
+    estimates = []
+    for scale, blocks, means in scales:
+        kept = blocks[means >= floor] if floor > 0 else blocks
+        if kept.size < 64:
+            return None
+        estimates.append(scale * float(np.percentile(kept, NOISE_PERCENTILE)) / _UNIT_RESPONSE)
+    return max(estimates)
 
 
 def lift_weight(gain: np.ndarray, sigma: float, settings: Settings) -> np.ndarray:
