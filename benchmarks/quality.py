@@ -377,14 +377,18 @@ def _sheet_samples(samples: list[Sample], n: int) -> list[Sample]:
 #: (HIGH_TARGET 0.9, KEY_TARGET 0.5, DEAD_ZONE 0.5, LOWKEY_SPREAD 2.5, BACKLIT 0.15..0.3);
 #: round 2 combined the tuning-half winners (the module's values are its pick); round 3
 #: tried a dead zone that fades on large deficits (dropped); round 5 the low-key gate's
-#: headroom (LOWKEY_HEADROOM; 99 = no gate). benchmarks/RESULTS.md has every table; these rows
-#: re-check the pick against its neighbours.
+#: headroom (LOWKEY_HEADROOM; 99 = no gate); round 6 (the twelfth session: the exposure read
+#: from `base.normalised_input`) the dead zone and its deep hedge again. benchmarks/RESULTS.md
+#: has every table; these rows re-check the pick against its neighbours.
 ADAPT_TRIALS: dict[str, dict[str, float]] = {
     "round-1 start": {"HIGH_TARGET": 0.9, "KEY_TARGET": 0.5, "DEAD_ZONE": 0.5,
-                      "LOWKEY_SPREAD": 2.5, "BACKLIT_LOW": 0.15, "BACKLIT_HIGH": 0.3},
+                      "DEEP_HEDGE": 0.5, "LOWKEY_SPREAD": 2.5, "BACKLIT_LOW": 0.15,
+                      "BACKLIT_HIGH": 0.3},
     "H.85 K.45": {"KEY_TARGET": 0.45},
-    "H.85 DZ.25": {"DEAD_ZONE": 0.25},
-    "H.85 DZ.75": {"DEAD_ZONE": 0.75},
+    "DZ.25": {"DEAD_ZONE": 0.25},
+    "DZ.5": {"DEAD_ZONE": 0.5},
+    "DEEP.05": {"DEEP_HEDGE": 0.05},
+    "DEEP.25": {"DEEP_HEDGE": 0.25},
     "H.8": {"HIGH_TARGET": 0.8},
     "LKH 1.5": {"LOWKEY_HEADROOM": 1.5},
     "LKH 2.5": {"LOWKEY_HEADROOM": 2.5},

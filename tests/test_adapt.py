@@ -110,6 +110,44 @@ def test_a_back_lit_photo_gets_the_excnet_curve() -> None:
     assert (res.curve.phi_s, res.curve.phi_h) == (est.phi_s, est.phi_h)
 
 
+def test_a_dark_frame_is_not_taken_for_back_lit_by_its_own_lifted_highlights() -> None:
+    # a whole scene about 4 EV down: a sky (a third of the frame) over darker ground
+    x = np.full((128, 128), 0.06, np.float32)
+    x[:43] = 0.3
+    decision, exposed = adapt.decide(x)
+    assert decision.exposure > 2.5
+    # exposed, the sky is bright and the ground dim, as in a back-lit photo ...
+    assert adapt.decide_amount(exposed) == 1.0
+    # ... but as shot nothing is bright: no S-curve, only the exposure
+    assert decision.amount == 0.0
+
+
+def test_the_exposure_follows_the_stops_not_the_smoothing() -> None:
+    # a scene with a few bright patches (lamps, windows) about the size of the filter radius
+    lin = scene(240, 320, seed=3) * 0.5
+    rng = np.random.default_rng(1)
+    for _ in range(8):
+        r, c = rng.integers(10, 230), rng.integers(10, 310)
+        lin[r - 5:r + 5, c - 5:c + 5] = 0.9
+    restorer = Restorer()
+
+    def headroom(x: np.ndarray) -> float:
+        return adapt._stops(adapt.HIGH_TARGET, float(np.percentile(x, 99.5)))
+
+    plain, levelled = [], []
+    for stops in range(6):
+        img = encode(lin * 2.0**-stops)
+        y = luminance(img)
+        plain.append(headroom(network_input(fast_base_layer(y, IMPROVED.eps))) - stops)
+        levels = restorer.levels(y)
+        levelled.append(headroom(levels) - stops)
+        assert restorer.restore(img).curve.exposure == adapt.decide_exposure(levels)
+    # the base layer smooths a dark frame's highlights away: more headroom the darker it is
+    assert plain[5] - plain[0] > 0.35
+    # the levels the rule reads do not drift so
+    assert max(levelled) - min(levelled) < 0.25
+
+
 def test_strength_scales_the_adaptive_result() -> None:
     img = encode(scene() * 2.0**-3)
     full = Restorer().restore(img)
@@ -203,7 +241,16 @@ def test_report_fields_in_the_batch_record(tmp_path) -> None:
 def test_decision_pieces() -> None:
     assert adapt.soft_dead_zone(-1.0) == 0.0
     assert adapt.soft_dead_zone(2 * adapt.DEAD_ZONE) == pytest.approx(adapt.DEAD_ZONE)
-    assert adapt.soft_dead_zone(3.0) == pytest.approx(3.0 - adapt.DEAD_ZONE)
+    # the hedge falls from DEAD_ZONE to DEEP_HEDGE as the deficit grows to DEEP_FROM
+    mid = (2 * adapt.DEAD_ZONE + adapt.DEEP_FROM) / 2
+    assert adapt.soft_dead_zone(mid) == pytest.approx(
+        mid - (adapt.DEAD_ZONE + adapt.DEEP_HEDGE) / 2)
+    deep = adapt.DEEP_FROM + 1.5
+    assert adapt.soft_dead_zone(deep) == pytest.approx(deep - adapt.DEEP_HEDGE)
+    # continuous and increasing, never steeper than 1.25
+    grid = np.linspace(0.0, 7.0, 7001)
+    steps = np.diff([adapt.soft_dead_zone(e) for e in grid])
+    assert np.all(steps > 0) and steps.max() <= 1.25 * (grid[1] - grid[0]) + 1e-12
     flat = np.full((128, 128), 0.5, np.float32)
     assert adapt.decide_amount(flat) == 0.0
     half = flat.copy()
@@ -233,6 +280,17 @@ def test_video_smooths_the_decision_like_phi() -> None:
     cut.step(x, 0.0)
     step = cut.step(x * 3, 1 / 30)
     assert step.cut and step.exposure == 3.0
+
+
+def test_a_video_frame_levels_are_made_only_when_estimated() -> None:
+    made, seen = [], []
+    guide = TemporalGuide(lambda x, fresh, levels: seen.append(levels) or (0.5, 0.2, 1.0, 0.0),
+                          every=3, tau=0.5, cut_threshold=math.inf)
+    x = np.full((128, 128), 0.3, np.float32)
+    for i in range(7):
+        guide.step(x, i / 30, lambda i=i: made.append(i) or np.full((128, 128), i, np.float32))
+    assert made == [0, 3, 6]  # the first frame, then every third
+    assert [float(v[0, 0]) for v in seen] == [0.0, 3.0, 6.0]
 
 
 def test_percentiles_are_numpys() -> None:

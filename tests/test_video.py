@@ -251,15 +251,28 @@ def test_network_state_is_carried_from_frame_to_frame(tmp_path):
 
 
 def test_guided_flicker_no_worse_than_fixed_phi(clips, tmp_path):
-    guided = restore_video(clips["pan"], tmp_path / "g.mp4")
+    # phi alone (the adaptive rule off, as the fixed curve has it)
+    plain = Restorer("direct", adapt=False)
+    guided = restore_video(clips["pan"], tmp_path / "g.mp4", restorer=plain)
     phi = np.median(np.array(guided.phi), axis=0)
     restore_video(clips["pan"], tmp_path / "f.mp4", curve=Curve(*phi))
-    indep = restore_video(clips["pan"], tmp_path / "i.mp4", guided=False)
+    indep = restore_video(clips["pan"], tmp_path / "i.mp4", restorer=plain, guided=False)
     flicker = {k: np.diff(mean_luma(tmp_path / f"{k}.mp4")).std() for k in "gf"}
     assert flicker["g"] <= 1.1 * flicker["f"]
     jitter = {k: np.diff(np.array(s.phi), axis=0).std(axis=0) for k, s in
               (("g", guided), ("i", indep))}
     assert np.all(jitter["g"] < 0.5 * jitter["i"])  # smoothing calms phi frame to frame
+
+
+def test_the_adaptive_decision_follows_a_pan_calmly(clips, tmp_path):
+    # the pan ends on a darker part of the scene: the default lifts it a little, gliding
+    guided = restore_video(clips["pan"], tmp_path / "g.mp4")
+    indep = restore_video(clips["pan"], tmp_path / "i.mp4", guided=False)
+    exposure = {k: np.array(s.decisions)[:, 0] for k, s in (("g", guided), ("i", indep))}
+    assert exposure["g"][-10:].mean() > exposure["g"][:10].mean() + 0.1
+    assert np.diff(exposure["g"]).std() < 0.5 * np.diff(exposure["i"]).std()
+    flicker = {k: np.diff(mean_luma(tmp_path / f"{k}.mp4")).std() for k in "gi"}
+    assert flicker["g"] < flicker["i"]
 
 
 # ----------------------------------------------------------------------------- colour

@@ -3,21 +3,27 @@
 ExCNet's loss pulls every 4 x 4 block toward mid-grey, so on its own it lifts a well-exposed or
 low-key photo as readily as a back-lit one, and its S-curve cannot lift a very dark frame far
 without folding over. The adaptive rule reads the 128 x 128 network input x (the base layer, in
-[0, 1]; a few milliseconds of NumPy) and decides two numbers:
+[0, 1]) and, for the exposure, the same input with the base layer's smoothing scaled to the
+frame's brightness (`base.normalised_input`: its statistics do not drift with exposure); a few
+milliseconds of NumPy. It decides two numbers:
 
 * exposure (EV, >= 0): a linear-light gain in front of the curve (`curve.expose`) for frames
   that are dark as a whole. It is the smaller of two deficits, each in stops: the headroom
   (the bright end, the 99.5th percentile, to HIGH_TARGET) and the key (the median to
   KEY_TARGET), so a frame is lifted only when both its highlights and its mid-tones are low
   (a dark but well-exposed scene with bright highlights keeps them). A dead zone (DEAD_ZONE EV,
-  entered smoothly) leaves slightly dark photos alone and takes the edge off the rest. A
-  low-key photo (near-black surroundings, a lit subject: its median sits far more stops below
-  its bright end than in an ordinary photo) is not brightened: the exposure fades out as that
-  spread goes from LOWKEY_SPREAD to LOWKEY_SPREAD + 1 stops.
+  entered smoothly) leaves slightly dark photos alone and holds back a little of the rest,
+  in case the photo is meant to be dark: DEAD_ZONE EV at 2 * DEAD_ZONE of deficit, falling
+  to DEEP_HEDGE EV at DEEP_FROM and beyond (a frame that many stops down was not meant so).
+  A low-key photo (near-black surroundings, a lit subject: its median sits far more stops
+  below its bright end than in an ordinary photo) is not brightened: the exposure fades out
+  as that spread goes from LOWKEY_SPREAD to LOWKEY_SPREAD + 1 stops.
 * amount (0..1): the fraction of ExCNet's own curve phi (estimated on the exposed input, so
   still the paper's fixed point) that is applied. A back-lit photo has both a bright
   background and a large dim region; the amount follows the geometric mean of the bright
-  and the dim fractions, from BACKLIT_LOW (nothing) to BACKLIT_HIGH (all of it).
+  and the dim fractions of the photo as shot (before the exposure step, which would make any
+  lifted frame's own highlights look like a bright background), from BACKLIT_LOW (nothing)
+  to BACKLIT_HIGH (all of it).
 
 The constants were chosen on our synthetic tuning halves (benchmarks/quality_sets.py), never on
 LOL; benchmarks/RESULTS.md records the trials.
@@ -35,7 +41,8 @@ from .curve import expose
 
 HIGH_TARGET = 0.85  # sRGB level the bright end (99.5th percentile) may be lifted to
 KEY_TARGET = 0.5  # sRGB level the median may be lifted to
-DEAD_ZONE = 0.5  # EV of deficit left alone (entered quadratically)
+DEAD_ZONE = 0.35  # EV of deficit left alone (entered quadratically)
+DEEP_HEDGE, DEEP_FROM = 0.15, 2.0  # EV held back from a deficit of DEEP_FROM EV or more
 LOWKEY_SPREAD = 2.0  # EV between median and bright end where the low-key fade starts
 LOWKEY_HEADROOM = 2.0  # EV of headroom up to which a low-key photo counts as exposed on purpose
 BACKLIT_LOW, BACKLIT_HIGH = 0.15, 0.35  # sqrt(bright * dim fractions): no S-curve .. all of it
@@ -62,13 +69,17 @@ def _stops(target: float, level: float) -> float:
     return math.log2(float(srgb_to_linear(target)) / float(srgb_to_linear(max(level, 1e-3))))
 
 
-def soft_dead_zone(e: float, dz: float | None = None) -> float:
-    """0 below 0, e^2 / (4 dz) up to 2 dz, e - dz above: continuous with a continuous slope
-    (dz: DEAD_ZONE by default)."""
-    dz = DEAD_ZONE if dz is None else dz
+def soft_dead_zone(e: float) -> float:
+    """Exposure for a deficit of e EV: 0 below 0, e^2 / (4 DEAD_ZONE) up to 2 DEAD_ZONE, then
+    e minus a hedge that falls linearly from DEAD_ZONE there to DEEP_HEDGE at DEEP_FROM EV
+    and stays there. Continuous and increasing (the slope is 1 to 1.25)."""
+    dz = DEAD_ZONE
     if e <= 0:
         return 0.0
-    return e * e / (4 * dz) if e < 2 * dz else e - dz
+    if e < 2 * dz:
+        return e * e / (4 * dz)
+    t = min((e - 2 * dz) / max(DEEP_FROM - 2 * dz, 1e-9), 1.0)
+    return e - (dz + (DEEP_HEDGE - dz) * t)
 
 
 def _percentiles(x: np.ndarray, qs: tuple[float, ...]) -> list[float]:
@@ -88,7 +99,7 @@ def _percentiles(x: np.ndarray, qs: tuple[float, ...]) -> list[float]:
 
 
 def decide_exposure(x: np.ndarray) -> float:
-    """Exposure (EV >= 0) for the network input x (H, W) in [0, 1]."""
+    """Exposure (EV >= 0) for x (H, W) in [0, 1]: the normalised input (`decide`'s levels)."""
     high, median = _percentiles(x, (99.5, 50.0))
     headroom, key = _stops(HIGH_TARGET, high), _stops(KEY_TARGET, median)
     fade = min(max(LOWKEY_SPREAD + 1.0 - (key - headroom), 0.0), 1.0)
@@ -98,15 +109,18 @@ def decide_exposure(x: np.ndarray) -> float:
 
 
 def decide_amount(x: np.ndarray) -> float:
-    """Fraction (0..1) of ExCNet's phi to apply, for the (exposed) network input x."""
+    """Fraction (0..1) of ExCNet's phi to apply, for the network input x as shot."""
     bright = float(np.mean(x > BRIGHT))
     dim = float(np.mean((x > DIM[0]) & (x < DIM[1])))
     t = (math.sqrt(bright * dim) - BACKLIT_LOW) / (BACKLIT_HIGH - BACKLIT_LOW)
     return min(max(t, 0.0), 1.0)
 
 
-def decide(x: np.ndarray) -> tuple[Decision, np.ndarray]:
-    """The decision for network input x, and x exposed by it (what the solver should see)."""
-    exposure = decide_exposure(x)
+def decide(x: np.ndarray, levels: np.ndarray | None = None) -> tuple[Decision, np.ndarray]:
+    """The decision for network input x, and x exposed by it (what the solver should see).
+
+    levels: `base.normalised_input` of the same image, which the exposure is read from (x
+    itself when None, e.g. for a bare network input)."""
+    exposure = decide_exposure(x if levels is None else levels)
     exposed = np.asarray(expose(x, exposure), dtype=np.float32)
-    return Decision(exposure, decide_amount(exposed)), exposed
+    return Decision(exposure, decide_amount(x)), exposed

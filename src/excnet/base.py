@@ -21,6 +21,8 @@ from . import strips
 EPS = 800.0
 RADIUS_FRACTION = 0.04
 INPUT_SIZE = 128
+#: Long side (pixels) of the luminance `normalised_input` works on.
+NORMALISED_SIDE = 512
 #: Window radius of the reduced grid of `fast_guided_filter` (the full-resolution radius maps here).
 LOW_RADIUS = 8
 
@@ -192,3 +194,32 @@ def pre_shrink(shape: tuple[int, ...], size: int = INPUT_SIZE) -> int:
     while cell < 8 and min(shape[0], shape[1]) // (2 * cell) >= 4 * size:
         cell *= 2
     return cell
+
+
+def normalised_input(y: np.ndarray, eps: float = EPS,
+                     radius_fraction: float = RADIUS_FRACTION) -> np.ndarray:
+    """The network input (128 x 128 float32 in [0, 1]) of the base layer that luminance y
+    (H, W) on 0..255 would have with its bright end (99.5th percentile) at white, brought back
+    to y's own level.
+
+    The guided filter's eps is absolute, so the base layer of a frame a few stops down sees
+    no edge above it: small highlights are averaged away and the frame's percentiles drift
+    with its exposure (a photo 5 stops down read 0.8 EV more headroom than itself). Here eps
+    is scaled with the frame's level (the filter of k * y with eps is k times that of y with
+    eps / k^2), so statistics read from this input follow the exposure and nothing else.
+    Works on y shrunk to `NORMALISED_SIDE` pixels (area mean): about 8 ms at 12 MP.
+    """
+    small = np.asarray(y, np.float32)
+    cell = max(small.shape) // NORMALISED_SIDE
+    if cell > 1:  # whole cells first: OpenCV's integer area shrink is far cheaper
+        small = cell_grid(small, cell)
+    h, w = small.shape
+    scale = NORMALISED_SIDE / max(h, w)
+    if scale < 1:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        small = cv2.resize(small, size, interpolation=cv2.INTER_AREA)
+    flat = small.ravel()
+    rank = int(0.995 * (flat.size - 1))
+    bright = float(np.partition(flat, rank)[rank])
+    k = min(255.0 / max(bright, 1.0), 64.0)
+    return network_input(fast_base_layer(small, eps / (k * k), radius_fraction))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .adapt import Decision, decide
-from .base import base_layer, fast_base_layer, network_input
+from .base import base_layer, fast_base_layer, network_input, normalised_input
 from .colour import check_pixels, chroma_gain_map, luminance
 from .curve import Curve, gain
 from .defaults import DEFAULT_SOLVER, SOLVERS
@@ -130,17 +130,18 @@ class Restorer:
         return self.network.solve(x)
 
     def decide_input(self, x: np.ndarray,
-                     decided: tuple[Decision, np.ndarray] | None = None
-                     ) -> tuple[Estimate, Decision]:
+                     decided: tuple[Decision, np.ndarray] | None = None,
+                     levels: np.ndarray | None = None) -> tuple[Estimate, Decision]:
         """phi and the adaptive decision for a network input x (128 x 128, in [0, 1]).
 
         With adapt on, phi is ExCNet's estimate for x exposed as decided; with it off, for x
         itself, and the decision is the neutral one (no exposure, all of phi). `decided`:
-        `adapt.decide(x)` when the caller has it already.
+        `adapt.decide(x, levels)` when the caller has it already; levels: the image's
+        `levels` (see `adapt.decide`).
         """
         if not self.adapt:
             return self.estimate_input(x), Decision(0.0, 1.0)
-        decision, exposed = decided or decide(x)
+        decision, exposed = decided or decide(x, levels)
         return self.estimate_input(exposed), decision
 
     def estimate(self, image: np.ndarray) -> tuple[Estimate, np.ndarray]:
@@ -150,9 +151,14 @@ class Restorer:
 
     def estimate_curve(self, image: np.ndarray) -> tuple[tuple[Curve, Estimate], np.ndarray]:
         """((the curve restore() would apply, the estimate), base layer (0..255))."""
-        base, x = self._base(image)
-        est, decision = self.decide_input(x)
+        y, base, x = self._layers(image)
+        est, decision = self.decide_input(x, levels=self.levels(y))
         return (self.curve_for(est.phi_s, est.phi_h, decision), est), base
+
+    def levels(self, y: np.ndarray) -> np.ndarray:
+        """What the adaptive rule reads the exposure from, for luminance y (H, W) on 0..255:
+        `base.normalised_input` with this restorer's guided filter."""
+        return normalised_input(y, self.tone.eps, self.tone.radius_fraction)
 
     def _base(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(base layer (H, W) on 0..255, network input (128, 128) in [0, 1])."""
@@ -191,7 +197,7 @@ class Restorer:
         y, base, x = self._layers(image, threads)
         t1 = time.perf_counter()
         seconds["base"] = t1 - t0
-        decided = decide(x)
+        decided = decide(x, self.levels(y))
         judged = decided[0]
         if curve is None:
             est, decision = self.decide_input(x, decided)

@@ -22,7 +22,10 @@ The estimator is any callable (x, fresh) -> (phi_s, phi_h) or (phi_s, phi_h, exp
 (the adaptive decision, `excnet.adapt`, smoothed like phi so it cannot flicker either: the
 exposure in EV, the amount as a fraction); fresh is True on the first frame
 and on cuts, where a warm-started network may need more training than on a frame like the
-last. A network estimator carries its own state (weights) from frame to frame as well.
+last. A network estimator carries its own state (weights) from frame to frame as well. A
+frame may come with `levels`, a callable that makes what the adaptive rule reads the
+exposure from (`Restorer.levels`); it is called, and its result given to the estimator as a
+third argument, only on the frames that are estimated.
 """
 
 from __future__ import annotations
@@ -85,15 +88,18 @@ class TemporalGuide:
         self._time: float | None = None
         self._since_estimate = 0
 
-    def step(self, x: np.ndarray, time: float) -> Step:
-        """Advance to the frame with network input x (128 x 128 in [0, 1]) shown at `time` s."""
+    def step(self, x: np.ndarray, time: float,
+             levels: Callable[[], np.ndarray] | None = None) -> Step:
+        """Advance to the frame with network input x (128 x 128 in [0, 1]) shown at `time` s
+        (levels: see the module docstring)."""
         signature = block_signature(x)
         score = 0.0 if self._signature is None else change_score(self._signature, signature)
         cut = self._signature is not None and score > self.cut_threshold
         first = self.phi is None
         estimate = first or cut or self._since_estimate + 1 >= self.every
         if estimate:
-            self.target = tuple(float(v) for v in self.estimator(x, first or cut))
+            extra = () if levels is None else (levels(),)
+            self.target = tuple(float(v) for v in self.estimator(x, first or cut, *extra))
             self._since_estimate = 0
         else:
             self._since_estimate += 1

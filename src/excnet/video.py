@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 
 import av
@@ -270,17 +271,18 @@ class VideoSummary:
 
 def make_estimator(restorer: Restorer, fresh_iters: int = 1000,
                    always_fresh: bool = False) -> Estimator:
-    """(x, fresh) -> (phi_s, phi_h, exposure, amount) with the restorer's solver and adaptive
-    rule (`Restorer.decide_input`). For the network solver each call
+    """(x, fresh[, levels]) -> (phi_s, phi_h, exposure, amount) with the restorer's solver and
+    adaptive rule (`Restorer.decide_input`). For the network solver each call
     trains the warm network once (`estimate_input`, capped by the restorer's max_iters); when
     fresh (first frame, cut; every frame with always_fresh) it keeps training until converged
     or `fresh_iters` iterations in all."""
 
-    def estimate(x: np.ndarray, fresh: bool) -> tuple[float, float, float, float]:
-        est, decision = restorer.decide_input(x)
+    def estimate(x: np.ndarray, fresh: bool, levels: np.ndarray | None = None
+                 ) -> tuple[float, float, float, float]:
+        est, decision = restorer.decide_input(x, levels=levels)
         done = est.iterations
         while (fresh or always_fresh) and not est.converged and 0 < done < fresh_iters:
-            est, decision = restorer.decide_input(x)
+            est, decision = restorer.decide_input(x, levels=levels)
             done += est.iterations
         return est.phi_s, est.phi_h, decision.exposure, decision.amount
 
@@ -632,10 +634,11 @@ def _transcode(inp, src: Path, tmp: Path, dst: Path, guide: TemporalGuide | None
                 out.flush_pending()
             frame = _writable_420(frame, spec.bits)
             y, u, v = _planes(frame)
-            base = fast_guided_filter(yuv_luminance(y, u, v, spec), radius, restorer.tone.eps,
-                                      low_radius=LOW_RADIUS)
+            luma = yuv_luminance(y, u, v, spec)
+            base = fast_guided_filter(luma, radius, restorer.tone.eps, low_radius=LOW_RADIUS)
             if guide is not None:
-                step = guide.step(network_input(base), float(frame.time or 0.0))
+                step = guide.step(network_input(base), float(frame.time or 0.0),
+                                  partial(restorer.levels, luma))
                 summary.estimates += step.estimated
                 if step.cut:
                     summary.cuts.append(round(float(frame.time or 0.0), 4))
