@@ -190,7 +190,7 @@ def test_restorer_off_is_the_plain_pipeline_and_faithful_means_off():
     img = make_backlit(96, 128, seed=1)
     r = Restorer(denoise="off")
     res = r.restore(img)
-    base = r._base(img)[0]
+    base = r._layers(img)[1]
     np.testing.assert_array_equal(res.image, apply_gain(img, GainMap.of(base, res.curve)[...]))
     assert Restorer(faithful=True).denoise == "off"
     assert Restorer().denoise == "auto"

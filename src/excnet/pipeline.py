@@ -160,10 +160,6 @@ class Restorer:
         `base.normalised_input` with this restorer's guided filter."""
         return normalised_input(y, self.tone.eps, self.tone.radius_fraction)
 
-    def _base(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(base layer (H, W) on 0..255, network input (128, 128) in [0, 1])."""
-        return self._layers(image)[1:]
-
     def _layers(self, image: np.ndarray, threads: int = 1
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(luminance (H, W) and its base layer on 0..255, network input (128, 128))."""
