@@ -43,6 +43,8 @@ from .pipeline import Restorer, Result
 _TEMP_FILE = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
 
 Job = tuple[str, str]
+#: The largest object S3 takes in one PUT.
+_S3_PUT_LIMIT = 5 * 2**30
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,38 @@ def sweep_temp_files(root: str | os.PathLike[str]) -> int:
     return removed
 
 
+def sweep_leftovers(root: str, storage_options: dict | None = None) -> int:
+    """Remove what killed writes left under an output root; returns how many.
+
+    A local tree: the hidden temp files of its atomic writes (`sweep_temp_files`). An S3
+    prefix: its unfinished multipart uploads (only outputs over 5 GB are sent in parts; a
+    smaller one is a single PUT, whole or absent). Other stores: nothing to remove.
+    """
+    if not is_uri(root):
+        return sweep_temp_files(root) if os.path.isdir(root) else 0
+    fs, path = _filesystem(root, storage_options or {})
+    if not _is_s3(fs):
+        return 0
+    bucket, _, prefix = path.strip("/").partition("/")
+    prefix = f"{prefix}/" if prefix else ""
+    removed, marker = 0, {}
+    while True:
+        page = fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix, **marker)
+        for upload in page.get("Uploads", []):
+            fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=upload["Key"],
+                       UploadId=upload["UploadId"])
+            removed += 1
+        if not page.get("IsTruncated"):
+            return removed
+        marker = {"KeyMarker": page["NextKeyMarker"],
+                  "UploadIdMarker": page["NextUploadIdMarker"]}
+
+
+def _is_s3(fs) -> bool:
+    protocol = fs.protocol
+    return "s3" in ((protocol,) if isinstance(protocol, str) else protocol)
+
+
 def read_file(src: str, storage_options: dict | None = None,
               raw: RawOptions | None = None) -> ImageFile:
     """Read a local file or fsspec URI with excnet's decoder (metadata and 16 bits kept)."""
@@ -194,15 +228,18 @@ def encode_file(dst: str, pixels: np.ndarray, like: ImageFile, quality: int = 95
 def store_file(dst: str, data: bytes, overwrite: bool = True,
                storage_options: dict | None = None) -> None:
     """Write encoded bytes atomically: a temp file renamed into place locally, a single PUT to
-    object stores (an object appears whole or not at all)."""
+    object stores (an object appears whole or not at all; on S3 up to 5 GB)."""
     if not is_uri(dst):
         write_bytes(dst, data, overwrite=overwrite)
         return
     fs, path = _filesystem(dst, storage_options or {})
     if not overwrite and fs.exists(path):
         raise ImageError(f"{dst}: file exists (not overwriting)")
+    # s3fs sends over 100 MB in parts, which a killed writer leaves unfinished: one PUT
+    # (up to S3's 5 GB) appears whole or not at all.
+    whole = {"chunksize": _S3_PUT_LIMIT} if _is_s3(fs) else {}
     try:
-        fs.pipe_file(path, data)
+        fs.pipe_file(path, data, **whole)
     except OSError as exc:
         raise ImageError(f"{dst}: cannot write ({exc})") from None
 

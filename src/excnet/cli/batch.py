@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from itertools import chain
+from typing import TYPE_CHECKING
 
 from .common import (
     UsageError,
@@ -19,6 +20,9 @@ from .common import (
     raw_options,
     restorer_options,
 )
+
+if TYPE_CHECKING:
+    from ..batch_ray import RayStats
 
 MANIFEST_NAME = "excnet-manifest.jsonl"
 _MAX_LISTED_FAILURES = 20
@@ -37,11 +41,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="local: this machine, several files at once in threads (default); "
                         "ray: a Ray cluster")
     p.add_argument("--address", default=None, metavar="ADDR",
-                   help="Ray cluster address (ray://HOST:10001 or HOST:6379); default: start a "
-                        "local Ray instance")
+                   help="Ray cluster address (HOST:6379, or ray://HOST:10001 from another "
+                        "machine); default: start a private Ray instance on this machine "
+                        "(listening on 127.0.0.1 only). See docs/cluster.md")
     p.add_argument("--workers", "-j", type=int, default=None, metavar="N",
                    help="files restored at once: threads of this process (default: one per "
-                        "core) / Ray actors (default: one per cluster CPU)")
+                        "core); with Ray, actors (default: one per node, each restoring as "
+                        "many files at once as the node has CPUs)")
     p.add_argument("--manifest", default=None, metavar="FILE",
                    help=f"JSON Lines record of the batch (default OUT/{MANIFEST_NAME}; required "
                         "when OUT is a URI)")
@@ -88,11 +94,10 @@ def run_batch(args: argparse.Namespace) -> int:
     from ..batch import (
         BatchConfig,
         default_workers,
-        is_uri,
         list_images,
         plan,
         run_local,
-        sweep_temp_files,
+        sweep_leftovers,
     )
     from ..manifest import DoneSet, ManifestWriter
 
@@ -112,8 +117,12 @@ def run_batch(args: argparse.Namespace) -> int:
 
     resuming = os.path.exists(manifest)
     done = DoneSet.from_manifest(manifest) if resuming else DoneSet(iter(()))
-    if resuming and not is_uri(args.output) and os.path.isdir(args.output):
-        sweep_temp_files(args.output)
+    if resuming:
+        try:
+            sweep_leftovers(args.output, storage)
+        except Exception as exc:  # noqa: BLE001 - the store's own errors; the batch goes on
+            print(f"excnet: {args.output}: leftovers of an earlier run not removed ({exc})",
+                  file=sys.stderr)
     try:
         total = sum(1 for _ in list_images(args.input, storage))
         todo = sum(1 for _ in plan(args.input, args.output, done, storage))
@@ -122,17 +131,22 @@ def run_batch(args: argparse.Namespace) -> int:
         return 1
     conflicts: list[dict] = []  # inputs whose output another input claims, filled by plan
     jobs = plan(args.input, args.output, done, storage, conflicts)
+    stats = None
+    engine_errors: tuple[type[Exception], ...] = ()
     if args.engine == "ray":
         try:
-            from ..batch_ray import run_ray
+            from ..batch_ray import RayEngineError, RayStats, run_ray
         except ModuleNotFoundError as exc:
             raise UsageError(f"--engine ray needs Ray: pip install 'excnet[ray]' ({exc})") from None
-        records = run_ray(jobs, config, workers, args.address)
+        stats, engine_errors = RayStats(), (RayEngineError,)
+        records = run_ray(jobs, config, args.workers, args.address, stats,
+                          sweep=args.output, resumed=resuming)
     else:
         records = run_local(jobs, config, workers)
 
     failures: list[str] = []
     ok = 0
+    stopped = False  # the engine could not go on (its error is printed)
     start = time.monotonic()
     bar = progress(todo, not args.json, label="batch")
     with ManifestWriter(manifest) as writer, bar as advance:
@@ -147,21 +161,33 @@ def run_batch(args: argparse.Namespace) -> int:
                 if args.json:
                     print_json(rec)
                 advance()
+        except engine_errors as exc:
+            stopped = True
+            print(f"excnet: {exc}", file=sys.stderr)
         finally:
             records.close()
-    return _summary(total, total - todo, ok, failures, time.monotonic() - start, manifest)
+    code = _summary(total, total - todo, ok, failures, time.monotonic() - start, manifest,
+                    stats, stopped)
+    return 1 if stopped else code
 
 
 def _summary(total: int, skipped: int, ok: int, failures: list[str], seconds: float,
-             manifest: str) -> int:
-    """One line (on a terminal, or always when files failed), failures listed; exit status."""
+             manifest: str, ray: RayStats | None = None, stopped: bool = False) -> int:
+    """One line (on a terminal, or always when files failed, the engine stopped or a Ray run
+    lost workers), failures listed; exit status."""
     if total == 0:
         print("excnet: no image files found", file=sys.stderr)
         return 1
-    if failures or sys.stderr.isatty():
+    lost = ray is not None and (ray.retried or ray.workers_lost)
+    if failures or stopped or lost or sys.stderr.isatty():
         rate = ok / seconds if seconds > 0 else 0.0
         print(f"excnet: batch: {ok} restored, {len(failures)} failed, {skipped} already done "
               f"({total} files) in {seconds:.1f} s, {rate:.2f} images/s", file=sys.stderr)
+        if ray is not None:
+            ready = "never ready" if ray.startup is None else f"ready in {ray.startup:.1f} s"
+            print(f"excnet: ray: {ray.actors} workers on {ray.nodes} nodes, {ready}; "
+                  f"{ray.retried} photos retried, {ray.workers_lost} workers lost, "
+                  f"{ray.nodes_lost} nodes lost", file=sys.stderr)
     for f in failures[:_MAX_LISTED_FAILURES]:
         print(f"  {f}", file=sys.stderr)
     if len(failures) > _MAX_LISTED_FAILURES:
