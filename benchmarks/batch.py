@@ -13,7 +13,15 @@ machine busy; "cpu" is the command's user + system time over wall x cores, and w
 to 100 % is idle. Ratios are against `-j 1` in the same run. 1 MP photos are the smooth
 synthetic scenes of the tests (as in 0.1); 12 MP photos are camera-like JPEGs of 3.5 to 4 MB
 (benchmarks/speed.py: 4:2:0 chroma; `--sampling 4:4:4` makes the 4 to 5 MB full-chroma set).
-`--ray` adds the Ray engine on a local instance started beforehand.
+
+    .venv/bin/python benchmarks/batch.py --engine ray --photos /tmp/bench   # Ray vs local
+
+`--engine ray` compares the engines instead, in this process, on the same 12 MP photos with
+the same threads (the local engine with one thread per core, Ray with its default: one actor
+per node, as many photos at once as it has CPUs), run alternately: photos/s of each once
+started (Ray: from its first worker ready to the last record; the local engine: the whole
+call, its threads start at once) and whole-call photos/s; Ray's start-up apart (the private
+local instance once, and each batch's workers).
 """
 
 from __future__ import annotations
@@ -137,21 +145,25 @@ def main() -> None:
                     help="-j values of the local engine (default 1 2 3)")
     ap.add_argument("--repeats", type=int, default=3, help="runs per row; the median is shown")
     ap.add_argument("--solver", default="direct", help="solver for the throughput runs")
-    ap.add_argument("--ray", action="store_true", help="also the Ray engine (-j 2)")
+    ap.add_argument("--engine", choices=("local", "ray"), default="local",
+                    help="ray: the Ray engine against the local one at 12 MP (see above)")
     ap.add_argument("--photos", type=Path, default=None,
                     help="folder to keep the test photos in between runs (default: temporary)")
     ap.add_argument("--sampling", default="4:2:0", choices=sorted(SAMPLINGS),
                     help="chroma subsampling of the 12 MP JPEGs (default 4:2:0, as cameras)")
     ap.add_argument("--iteration-images", type=int, default=20,
                     help="images for the cold/warm iteration count (--solver excnet); 0 skips it")
+    ap.add_argument("--one-run", nargs=3, metavar=("ENGINE", "SRC", "ADDRESS"),
+                    help=argparse.SUPPRESS)  # compare_ray's runs
     opts = ap.parse_args()
+    if opts.one_run:
+        engine, src, address = opts.one_run
+        one_run(engine, src, address, opts.solver)
+        return
+    if opts.engine == "ray":
+        compare_ray(opts)
+        return
     cores = len(os.sched_getaffinity(0))
-    address = None
-    if opts.ray:
-        import ray
-
-        address = ray.init(num_cpus=cores, include_dashboard=False,
-                           log_to_driver=False).address_info["address"]
     with tempfile.TemporaryDirectory(prefix="excnet-batch-") as tmp:
         work = Path(tmp)
         root = opts.photos or work
@@ -166,8 +178,6 @@ def main() -> None:
             n = opts.images if mp == 1 else opts.images_12
             src = photos(root, mp, n, opts.sampling)
             configs = [("local", j, ["-j", str(j)]) for j in opts.workers]
-            if address:
-                configs.append(("ray", 2, ["-j", "2", "--engine", "ray", "--address", address]))
             base = None
             for engine, j, argv in configs:
                 row = measure(src, work, n, [*argv, "--solver", opts.solver], opts.repeats)
@@ -176,16 +186,89 @@ def main() -> None:
                       f"{row['rate'] / base:>7.2f}x{row['rss']:>8.0f}{row['cpu']:>6.0%}  "
                       + " ".join(f"{row['util'][s]:>8.0%}" for s in STAGES), flush=True)
         print(f"\nload average after: {os.getloadavg()[0]:.1f}")
-        if address:
-            import ray
-
-            ray.shutdown()
         k = opts.iteration_images
         if k:
             paths = sorted(photos(root, 1, opts.images).rglob("*.jpg"))[:k]
             cold, warm = _iterations(paths)
             print(f"mean iterations per image (--solver excnet, {k} images of 1 MP): "
                   f"cold {cold:.1f}, warm {warm:.1f} ({cold / warm:.2f}x fewer warm)")
+
+
+def one_run(engine: str, src: str, address: str | None, solver: str) -> None:
+    """One batch in this (fresh) process, imports done first; prints a JSON line: seconds
+    from the engine's call to its last record, Ray's start-up (connecting and workers ready)
+    and the steady rate (photos from the 2nd to the last record over their time)."""
+    from excnet.batch import BatchConfig, default_workers, plan, run_local
+    from excnet.manifest import DoneSet
+
+    out = tempfile.mkdtemp(prefix="excnet-batch-out-")
+    jobs = list(plan(src, out, DoneSet(iter(()))))
+    config = BatchConfig(options={"solver": solver}, threads=1)
+    stats = None
+    if engine == "ray":
+        from excnet.batch_ray import RayStats, run_ray
+
+        stats = RayStats()
+    start = time.perf_counter()
+    records = (run_local(iter(jobs), config, default_workers()) if engine == "local"
+               else run_ray(iter(jobs), config, address=address, stats=stats))
+    times = []
+    for rec in records:
+        if rec["status"] != "ok":
+            raise SystemExit(f"{engine}: {rec['error']}")
+        times.append(time.perf_counter() - start)
+    shutil.rmtree(out)
+    print(json.dumps({"wall": times[-1], "startup": stats.startup if stats else 0.0,
+                      "steady": (len(times) - 2) / (times[-1] - times[1])}))
+
+
+def compare_ray(opts: argparse.Namespace) -> None:
+    """The Ray engine against the local one on the same 12 MP photos, alternately, each run
+    in a fresh process (`one_run`)."""
+    import ray
+
+    from excnet.batch_ray import connect
+
+    cores = len(os.sched_getaffinity(0))
+    n = opts.images_12
+    with tempfile.TemporaryDirectory(prefix="excnet-batch-") as tmp:
+        src = photos(opts.photos or Path(tmp), 12, n, opts.sampling)
+        start = time.perf_counter()
+        connect(None, num_cpus=cores)  # as `excnet batch --engine ray` starts it
+        instance = time.perf_counter() - start
+        address = ray.get_runtime_context().gcs_address
+        print(f"{cores} cores; {n} photos of 12 MP ({opts.sampling}); solver {opts.solver}; "
+              f"each run a fresh process; load average before: {os.getloadavg()[0]:.1f}")
+        print(f"Ray's private local instance started in {instance:.1f} s (once)\n")
+        print(f"{'run':>4} {'engine':<7}{'call s':>8}{'photos/s':>9}{'started':>9}"
+              f"{'steady':>8}{'workers up s':>13}")
+        rows: dict[str, list[dict]] = {"local": [], "ray": []}
+        try:
+            for i in range(opts.repeats):
+                for engine in ("local", "ray") if i % 2 == 0 else ("ray", "local"):
+                    cmd = [sys.executable, __file__, "--one-run", engine, str(src), address,
+                           "--solver", opts.solver]
+                    row = json.loads(subprocess.run(cmd, check=True, capture_output=True,
+                                                    text=True).stdout.splitlines()[-1])
+                    row["rate"] = n / row["wall"]
+                    row["started"] = n / (row["wall"] - row["startup"])
+                    rows[engine].append(row)
+                    up = f"{row['startup']:>13.2f}" if engine == "ray" else ""
+                    print(f"{i + 1:>4} {engine:<7}{row['wall']:>8.2f}{row['rate']:>9.2f}"
+                          f"{row['started']:>9.2f}{row['steady']:>8.2f}{up}", flush=True)
+        finally:
+            ray.shutdown()
+
+        def med(engine: str, key: str) -> float:
+            return statistics.median(r[key] for r in rows[engine])
+
+        print(f"\nmedians, Ray / local: once started {med('ray', 'started'):.2f} / "
+              f"{med('local', 'started'):.2f} photos/s = "
+              f"{med('ray', 'started') / med('local', 'started'):.0%}; steady "
+              f"{med('ray', 'steady') / med('local', 'steady'):.0%}; whole call "
+              f"{med('ray', 'rate') / med('local', 'rate'):.0%}; Ray's workers up in "
+              f"{med('ray', 'startup'):.2f} s per batch")
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
