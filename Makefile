@@ -2,10 +2,10 @@
 PY       ?= python3
 VENV     := .venv
 BIN      := $(VENV)/bin
-# From the locks only: exact versions, hashes checked, wheels only, nothing resolved.
-# The indexes come from the machine's pip configuration (PyTorch's CPU build among them).
-LOCKED   := $(BIN)/pip install -q --disable-pip-version-check --no-deps --require-hashes \
-            --only-binary :all: --no-compile
+# From the locks only: exact versions, hashes checked, wheels only, nothing resolved, two pip
+# processes at once. The indexes come from the machine's pip configuration (PyTorch's CPU
+# build among them).
+LOCKED   := $(BIN)/python scripts/install_lock.py
 RUNTIME  := $(VENV)/.installed-runtime
 DEV      := $(VENV)/.installed-dev
 
@@ -17,12 +17,12 @@ setup-dev: $(DEV)
 # Runtime only: what `excnet` needs (the test, benchmark and Ray extras come with setup-dev).
 $(RUNTIME): requirements.lock pyproject.toml
 	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
-	$(LOCKED) -r requirements.lock
+	$(LOCKED) requirements.lock
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
 $(DEV): $(RUNTIME) requirements-dev.lock
-	$(LOCKED) -r requirements-dev.lock
+	$(LOCKED) requirements-dev.lock
 	@touch $@
 
 samples: setup

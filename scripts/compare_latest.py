@@ -62,7 +62,7 @@ def main() -> None:
     p.add_argument("latest_dir", type=Path)
     args = p.parse_args()
     pins, have = locked(), installed()
-    moved = [f"{n} {pins[n]} -> {have[n]}" for n in sorted(have) if n in pins and pins[n] != have[n]]
+    moved = [f"{n} {pins[n]} -> {v}" for n, v in sorted(have.items()) if pins.get(n, v) != v]
     new = [f"{n} {have[n]} (not in the locks)" for n in sorted(have) if n not in pins]
     gone = [f"{n} {pins[n]} (no longer installed)" for n in sorted(pins) if n not in have]
     print(f"packages moved against the locks: {len(moved)}")
