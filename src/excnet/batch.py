@@ -10,7 +10,6 @@ same jobs on a Ray cluster.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import sys
@@ -37,7 +36,7 @@ from .imageio import (
     write_bytes,
 )
 from .imageio.formats import IMAGE_SUFFIXES, OUTPUT_TAG, output_name
-from .manifest import DoneSet
+from .manifest import DoneSet, finite_or_none
 from .pipeline import Restorer, Result
 
 # The hidden temp files of imageio's atomic writes: .NAME.XXXXXXXX.tmp
@@ -248,10 +247,6 @@ def new_record(src: str | os.PathLike[str], dst: str | os.PathLike[str] | None) 
             "seconds": None, "denoise": None}
 
 
-def _finite_or_none(v: float | None) -> float | None:
-    return None if v is None or not math.isfinite(v) else v
-
-
 def _file_name(path: str) -> str:
     """The last part of a local path or URI (what imageio's messages name a file by)."""
     return path.rsplit("/", 1)[-1].rsplit(os.sep, 1)[-1]
@@ -304,7 +299,7 @@ def finish_record(rec: dict, res: Result, *, decode: float, encode: float,
     """rec (from `new_record`) filled in for a restored photo: what was done and the time of
     each stage (decode, encode and total measured by the caller)."""
     rec.update(status="ok", phi_s=res.curve.phi_s, phi_h=res.curve.phi_h,
-               iterations=res.iterations, loss=_finite_or_none(res.loss), denoise=res.denoise,
+               iterations=res.iterations, loss=finite_or_none(res.loss), denoise=res.denoise,
                exposure=res.curve.exposure, amount=res.curve.amount,
                needs_correction=res.needs_correction, mean_gain=res.mean_gain,
                seconds={"decode": decode, "base": res.seconds["base"],
