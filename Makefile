@@ -1,18 +1,29 @@
 # Two front-door commands (see README):  make samples   |   make test
-PY      ?= python3
-VENV    := .venv
-BIN     := $(VENV)/bin
-STAMP   := $(VENV)/.installed
+PY       ?= python3
+VENV     := .venv
+BIN      := $(VENV)/bin
+# From the locks only: exact versions, hashes checked, wheels only, nothing resolved, two pip
+# processes at once. The indexes come from the machine's pip configuration (PyTorch's CPU
+# build among them).
+LOCKED   := $(BIN)/python scripts/install_lock.py
+RUNTIME  := $(VENV)/.installed-runtime
+DEV      := $(VENV)/.installed-dev
 
-.PHONY: setup samples test lint bench browser clean
+.PHONY: setup setup-dev samples test test-latest lock lint bench browser clean
 
-setup: $(STAMP)
+setup: $(RUNTIME)
+setup-dev: $(DEV)
 
-# CPU-only torch: constraints.txt keeps pip off the multi-GB CUDA build.
-$(STAMP): pyproject.toml constraints.txt
-	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev,ray]"
-	touch $(STAMP)
+# Runtime only: what `excnet` needs (the test, benchmark and Ray extras come with setup-dev).
+$(RUNTIME): requirements.lock pyproject.toml
+	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
+	$(LOCKED) requirements.lock
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+$(DEV): $(RUNTIME) requirements-dev.lock
+	$(LOCKED) requirements-dev.lock
+	@touch $@
 
 samples: setup
 	$(BIN)/excnet restore examples -o out/samples
@@ -24,12 +35,33 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
-test: setup browser
+lint: setup-dev
 	$(BIN)/ruff check src tests benchmarks scripts
+
+test: setup-dev browser lint
 	$(BIN)/pytest
 
-bench: setup
+# The newest releases within pyproject.toml's ranges, in a venv of their own: the suite, then
+# which packages moved against the lock and how far the restored samples moved.
+test-latest: browser
+	rm -rf .venv-latest
+	$(PY) -m venv .venv-latest
+	.venv-latest/bin/pip install -q --disable-pip-version-check -e ".[dev,ray]"
+	.venv-latest/bin/ruff check src tests benchmarks scripts
+	.venv-latest/bin/pytest
+	$(MAKE) samples
+	.venv-latest/bin/excnet restore examples -o out/samples-latest
+	.venv-latest/bin/python scripts/compare_latest.py out/samples out/samples-latest
+
+# Re-resolve the locks from pyproject.toml's ranges in a clean environment, then run the suite
+# on a venv made from them.
+lock:
+	$(PY) scripts/lock.py
+	rm -rf $(VENV)
+	$(MAKE) test
+
+bench: setup-dev
 	$(BIN)/python benchmarks/speed.py
 
 clean:
-	rm -rf $(VENV) out test-artifacts
+	rm -rf $(VENV) .venv-latest out test-artifacts

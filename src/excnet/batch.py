@@ -10,9 +10,9 @@ same jobs on a Ray cluster.
 
 from __future__ import annotations
 
-import math
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -35,8 +35,8 @@ from .imageio import (
     read_image,
     write_bytes,
 )
-from .imageio.formats import IMAGE_SUFFIXES, output_name
-from .manifest import DoneSet
+from .imageio.formats import IMAGE_SUFFIXES, OUTPUT_TAG, output_name
+from .manifest import DoneSet, finite_or_none
 from .pipeline import Restorer, Result
 
 # The hidden temp files of imageio's atomic writes: .NAME.XXXXXXXX.tmp
@@ -92,11 +92,36 @@ def _filesystem(url: str, storage_options: dict):
     return fsspec.core.url_to_fs(url, **storage_options)
 
 
-def list_images(root: str, storage_options: dict | None = None) -> Iterator[str]:
+@dataclass
+class Skipped:
+    """How many of excnet's own earlier outputs a folder walk left out (`list_images`)."""
+
+    outputs: int = 0
+
+    def note(self, quiet: bool = False) -> None:
+        """One line on stderr when any were left out (nothing when quiet)."""
+        if self.outputs and not quiet:
+            n = self.outputs
+            print(f"excnet: skipped {n} earlier excnet output{'s' if n != 1 else ''} "
+                  f"(NAME{OUTPUT_TAG}.EXT beside its source; --include-outputs takes them)",
+                  file=sys.stderr)
+
+
+def is_earlier_output(name: str, stems: set[str]) -> bool:
+    """Whether file `name` is excnet's output NAME.excnet.EXT beside its source NAME.* (any
+    format: a RAW file, a video, another image), given the stems of its folder's files."""
+    stem = os.path.splitext(name)[0]
+    return stem.endswith(OUTPUT_TAG) and stem[:-len(OUTPUT_TAG)] in stems
+
+
+def list_images(root: str, storage_options: dict | None = None, include_outputs: bool = False,
+                skipped: Skipped | None = None) -> Iterator[str]:
     """Paths of the image files under root, relative to it with "/" separators, sorted.
 
-    Hidden files and folders (names starting with ".") are left out. Streams: a huge tree is
-    never held in memory.
+    Hidden files and folders (names starting with ".") are left out, and so are excnet's own
+    earlier outputs beside their sources (`is_earlier_output`) unless include_outputs; those
+    are counted in `skipped`. Streams: a huge tree is never held in memory (one folder's
+    names at a time).
     """
     if is_uri(root):
         fs, base = _filesystem(root, storage_options or {})
@@ -110,8 +135,14 @@ def list_images(root: str, storage_options: dict | None = None) -> Iterator[str]
     for folder, dirs, files in walk:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         rel = folder[strip:].replace(os.sep, "/") if len(folder) > len(base) else ""
-        for name in sorted(files):
-            if name.startswith(".") or os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES:
+        visible = sorted(name for name in files if not name.startswith("."))
+        stems = set() if include_outputs else {os.path.splitext(n)[0] for n in visible}
+        for name in visible:
+            if os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES:
+                continue
+            if stems and is_earlier_output(name, stems):
+                if skipped is not None:
+                    skipped.outputs += 1
                 continue
             yield f"{rel}/{name}" if rel else name
 
@@ -124,16 +155,17 @@ def join(root: str, rel: str) -> str:
 
 
 def plan(src_root: str, dst_root: str, done: DoneSet, storage_options: dict | None = None,
-         conflicts: list[dict] | None = None) -> Iterator[Job]:
+         conflicts: list[dict] | None = None, include_outputs: bool = False) -> Iterator[Job]:
     """The jobs still to do: each image under src_root, mirrored under dst_root, not in done.
 
     A RAW file's mirror is NAME.tif. A file whose mirror another input of its folder already
     claims (IMG.NEF and IMG.tif, or IMG.NEF and IMG.DNG; names compared ignoring case) gets
-    no job: an error record for it is appended to ``conflicts``.
+    no job: an error record for it is appended to ``conflicts``. excnet's earlier outputs
+    beside their sources are left out unless include_outputs (`list_images`).
     """
     claimed: dict[str, str] = {}  # mirror name (lower case) → input, for the current folder
     folder = None
-    for rel in list_images(src_root, storage_options):
+    for rel in list_images(src_root, storage_options, include_outputs):
         parent, _, name = rel.rpartition("/")
         if parent != folder:
             folder, claimed = parent, {}
@@ -252,10 +284,6 @@ def new_record(src: str | os.PathLike[str], dst: str | os.PathLike[str] | None) 
             "seconds": None, "denoise": None}
 
 
-def _finite_or_none(v: float | None) -> float | None:
-    return None if v is None or not math.isfinite(v) else v
-
-
 def _file_name(path: str) -> str:
     """The last part of a local path or URI (what imageio's messages name a file by)."""
     return path.rsplit("/", 1)[-1].rsplit(os.sep, 1)[-1]
@@ -308,7 +336,7 @@ def finish_record(rec: dict, res: Result, *, decode: float, encode: float,
     """rec (from `new_record`) filled in for a restored photo: what was done and the time of
     each stage (decode, encode and total measured by the caller)."""
     rec.update(status="ok", phi_s=res.curve.phi_s, phi_h=res.curve.phi_h,
-               iterations=res.iterations, loss=_finite_or_none(res.loss), denoise=res.denoise,
+               iterations=res.iterations, loss=finite_or_none(res.loss), denoise=res.denoise,
                exposure=res.curve.exposure, amount=res.curve.amount,
                needs_correction=res.needs_correction, mean_gain=res.mean_gain,
                seconds={"decode": decode, "base": res.seconds["base"],

@@ -24,7 +24,7 @@ from .curve import Curve, gain, gain_lut
 
 #: Entries of the gain table: one per 16-bit step of the base layer.
 LUT_SIZE = 65536
-_TO_INDEX = ((LUT_SIZE - 1) / 255.0, 0.0, 0.0, 0.0)
+_TO_INDEX = (LUT_SIZE - 1) / 255.0
 #: Band of rows `render` works on: its float maps stay in a core's cache.
 BAND_PIXELS = 1 << 16
 
@@ -54,7 +54,10 @@ class GainMap:
 
     def __getitem__(self, index) -> np.ndarray:  # noqa: ANN001 - any NumPy index
         part = np.ascontiguousarray(self.base[index], dtype=np.float32)
-        return np.take(self.table, cv2.multiply(part, _TO_INDEX, dtype=cv2.CV_16U))
+        # addWeighted takes its factors as plain numbers; cv2.multiply's scalar argument is
+        # read as an array when `part` is one column of at most four rows (OpenCV 5).
+        return np.take(self.table, cv2.addWeighted(part, _TO_INDEX, part, 0.0, 0.0,
+                                                   dtype=cv2.CV_16U))
 
 
 @dataclass(frozen=True)

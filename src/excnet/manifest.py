@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from array import array
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+
+def finite_or_none(v: float | None) -> float | None:
+    """A number for a JSON record: NaN and infinities (no loss when a curve is given) as None,
+    since JSON has no such numbers."""
+    return None if v is None or not math.isfinite(v) else v
 
 
 def _key(name: str) -> int:

@@ -191,10 +191,12 @@ def apply_gain_yuv(y: np.ndarray, u: np.ndarray, v: np.ndarray, base: np.ndarray
     full = gain if y.shape == u.shape else cv2.resize(
         gain, (y.shape[1], y.shape[0]), interpolation=cv2.INTER_LINEAR)
     black = int(spec.black)
-    above = cv2.subtract(y, black) if black else y
+    # Offsets through addWeighted: a scalar given to cv2.subtract / cv2.add is read as an
+    # array when the plane is one column of at most four rows (OpenCV 5).
+    above = cv2.addWeighted(y, 1.0, y, 0.0, -black) if black else y
     scaled = cv2.multiply(above, full, dtype=depth)
     if black:
-        cv2.add(scaled, black, dst=y)
+        cv2.addWeighted(scaled, 1.0, scaled, 0.0, black, dst=y)
     else:
         y[...] = scaled
     if spec.top < np.iinfo(y.dtype).max:  # 10-bit codes in 16-bit planes saturate at 65535

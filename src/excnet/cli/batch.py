@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from .common import (
     UsageError,
     add_curve_options,
+    add_include_outputs,
     add_raw_options,
     given_curve,
     print_json,
@@ -55,6 +56,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="fsspec storage option for URIs, e.g. endpoint_url=http://host:9000 "
                         "(VALUE is parsed as JSON when it can be); repeatable")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP/HEIC quality (default 95)")
+    add_include_outputs(p)
     p.add_argument("--json", action="store_true",
                    help="print one JSON record per processed file")
     add_curve_options(p)
@@ -93,6 +95,7 @@ def _check_paths(src: str, dst: str, manifest: str | None) -> str:
 def run_batch(args: argparse.Namespace) -> int:
     from ..batch import (
         BatchConfig,
+        Skipped,
         default_workers,
         list_images,
         plan,
@@ -124,13 +127,16 @@ def run_batch(args: argparse.Namespace) -> int:
             print(f"excnet: {args.output}: leftovers of an earlier run not removed ({exc})",
                   file=sys.stderr)
     try:
-        total = sum(1 for _ in list_images(args.input, storage))
-        todo = sum(1 for _ in plan(args.input, args.output, done, storage))
+        skipped = Skipped()
+        total = sum(1 for _ in list_images(args.input, storage, args.include_outputs, skipped))
+        todo = sum(1 for _ in plan(args.input, args.output, done, storage,
+                                   include_outputs=args.include_outputs))
     except OSError as exc:
         print(f"excnet: {args.input}: cannot list ({exc})", file=sys.stderr)
         return 1
     conflicts: list[dict] = []  # inputs whose output another input claims, filled by plan
-    jobs = plan(args.input, args.output, done, storage, conflicts)
+    skipped.note()
+    jobs = plan(args.input, args.output, done, storage, conflicts, args.include_outputs)
     stats = None
     engine_errors: tuple[type[Exception], ...] = ()
     if args.engine == "ray":

@@ -19,15 +19,14 @@ from ..defaults import (
     IMPROVED_HIGHLIGHT_SCALE,
     SOLVERS,
 )
+from ..imageio.formats import OUTPUT_TAG
 from ..imageio.rawoptions import COLORSPACES, DEMOSAIC, EXPOSURE_RANGE, HIGHLIGHT_MODES, RawOptions
 
 if TYPE_CHECKING:  # the parsers are built without NumPy; the commands import what they run
+    from ..batch import Skipped
     from ..curve import Curve
     from ..pipeline import Restorer
     from ..tone import ToneOptions
-
-OUTPUT_TAG = ".excnet"
-
 
 class UsageError(Exception):
     """A wrong combination of arguments: reported in one line, exit status 2."""
@@ -153,24 +152,29 @@ def print_json(record: dict) -> None:
     sys.stdout.flush()
 
 
-def find_images(paths: Iterable[Path], skip_outputs: bool) -> Iterator[tuple[Path, Path | None]]:
+def find_images(paths: Iterable[Path], include_outputs: bool = False,
+                skipped: Skipped | None = None) -> Iterator[tuple[Path, Path | None]]:
     """Yield (file, root) for each input: a file itself (root None) or the images under a folder.
 
     A folder is walked as `excnet batch` walks it (`batch.list_images`: sorted, hidden files
-    and folders such as macOS's ._NAME left out, links to folders not followed); with
-    skip_outputs our own NAME.excnet.EXT results are left out too. Paths that do not exist
-    are yielded, so that they are reported as failures.
+    and folders such as macOS's ._NAME left out, links to folders not followed, excnet's own
+    NAME.excnet.EXT outputs beside their sources left out unless include_outputs and counted
+    in skipped). Paths that do not exist are yielded, so that they are reported as failures.
     """
     from ..batch import list_images
 
     for p in paths:
         if p.is_dir():
-            for rel in list_images(str(p)):
-                f = p.joinpath(*rel.split("/"))
-                if not (skip_outputs and f.stem.endswith(OUTPUT_TAG)):
-                    yield f, p
+            for rel in list_images(str(p), include_outputs=include_outputs, skipped=skipped):
+                yield p.joinpath(*rel.split("/")), p
         else:
             yield p, None
+
+
+def add_include_outputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--include-outputs", action="store_true",
+                   help=f"in folders, also take excnet's earlier outputs (NAME{OUTPUT_TAG}.EXT "
+                        "beside a NAME.* source), which are skipped by default")
 
 
 @contextmanager

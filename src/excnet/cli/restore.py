@@ -19,6 +19,7 @@ from .common import (
     OUTPUT_TAG,
     UsageError,
     add_curve_options,
+    add_include_outputs,
     add_raw_options,
     find_images,
     given_curve,
@@ -56,6 +57,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP/HEIC quality (default 95)")
     p.add_argument("--overwrite", action="store_true",
                    help="allow an output to replace an input file")
+    add_include_outputs(p)
     p.add_argument("--json", action="store_true", help="print one JSON record per input")
     p.add_argument("--workers", "-j", type=int, default=None, metavar="N",
                    help="files restored at once, in threads (default: one per core; 1 with "
@@ -71,6 +73,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--save", type=Path, default=None, metavar="FILE",
                    help="write the curve (the median phi over all inputs) as JSON to FILE")
     e.add_argument("--json", action="store_true", help="print one JSON record per input")
+    add_include_outputs(e)
     add_curve_options(e)
     add_raw_options(e)
     e.set_defaults(run=run_estimate)
@@ -103,7 +106,11 @@ def run_restore(args: argparse.Namespace) -> int:
                          "its suffix")
     if STDIO in args.inputs or to_stdout:
         return _restore_stdio(args, raw, to_stdout)
-    jobs = list(find_images(args.inputs, skip_outputs=args.output is None))
+    from ..batch import Skipped
+
+    skipped = Skipped()
+    jobs = list(find_images(args.inputs, args.include_outputs, skipped))
+    skipped.note()
     first = _read_ahead(jobs[0][0], raw) if jobs else None
 
     from ..batch import compute_slots, cores_per_file, default_workers, new_record, restore_file
@@ -293,7 +300,7 @@ def _summary(verb: str, total: int, failures: list[str], quiet: bool) -> int:
 
 
 def run_estimate(args: argparse.Namespace) -> int:
-    from ..batch import error_naming, new_record
+    from ..batch import Skipped, error_naming, new_record
     from ..imageio import ImageError
 
     if given_curve(args) is not None:
@@ -301,7 +308,9 @@ def run_estimate(args: argparse.Namespace) -> int:
                          "sense here")
     raw = raw_options(args)
     restorer = make_restorer(args)
-    jobs = list(find_images(args.inputs, skip_outputs=True))
+    skipped = Skipped()
+    jobs = list(find_images(args.inputs, args.include_outputs, skipped))
+    skipped.note()
     empty = _empty_folders(args.inputs, jobs)
     failures = list(empty)
     curves: list[Curve] = []

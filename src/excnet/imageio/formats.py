@@ -79,6 +79,10 @@ def is_raw_name(path: str | os.PathLike[str]) -> bool:
     return os.path.splitext(os.fspath(path))[1].lower() in RAW_SUFFIXES
 
 
+#: What excnet adds to a file's stem when it writes the restored copy beside it.
+OUTPUT_TAG = ".excnet"
+
+
 def output_suffix(src: str | os.PathLike[str]) -> str:
     """The suffix of src's restored copy when no format is asked for: its own, or ``.tif``
     for a camera RAW (no RAW writer exists; the TIFF keeps all 16 bits)."""

@@ -48,6 +48,7 @@ from ..curve import Curve
 from ..denoise import DEFAULT_MODE as DEFAULT_DENOISE
 from ..imageio import FORMATS, ImageError, ImageFile, decode_image, encode_image
 from ..imageio.formats import default_output_format
+from ..manifest import finite_or_none
 from ..pipeline import DEFAULT_SOLVER, SOLVERS, Restorer
 from ..tone import IMPROVED, BothGiven, given_curve
 from . import context
@@ -321,7 +322,7 @@ def estimate_job(pool: WorkerPool, settings: Settings, job: Job) -> dict:
         IMPROVED.curve(est.phi_s, est.phi_h), exposure=decided.exposure, amount=decided.amount))
     out = {"name": job.name, "width": img.width, "height": img.height, "format": img.format,
            "solver": job.solver, "curve": curve.to_dict(), "applied": _applied(curve),
-           "iterations": est.iterations, "loss": _finite(est.loss),
+           "iterations": est.iterations, "loss": finite_or_none(est.loss),
            "converged": est.converged, "seconds": est.seconds, "preview": None}
     if job.preview:
         pool.checkpoint()
@@ -360,10 +361,6 @@ def _data_url(data: bytes, media_type: str) -> str:
     return f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _finite(v: float) -> float | None:
-    return v if math.isfinite(v) else None
-
-
 def _applied(curve: Curve) -> dict[str, float]:
     a_s, a_h = curve.applied
     return {"phi_s": a_s, "phi_h": a_h}
@@ -381,7 +378,7 @@ def image_or_json(result: dict, name: str, response: str) -> Response:
     fmt = result["format"]
     filename = _output_name(name, fmt)
     meta = {"curve": curve.to_dict(), "applied": _applied(curve),
-            "iterations": result["iterations"], "loss": _finite(result["loss"]),
+            "iterations": result["iterations"], "loss": finite_or_none(result["loss"]),
             "converged": result["converged"], "width": result["width"],
             "height": result["height"], "format": fmt, "media_type": MEDIA_TYPES[fmt],
             "filename": filename, "denoise": result["denoise"],
