@@ -4,6 +4,7 @@ what that instance listens on."""
 from __future__ import annotations
 
 import os
+import socket
 
 import numpy as np
 import pytest
@@ -18,6 +19,19 @@ from excnet.manifest import DoneSet, read_records
 
 ray = pytest.importorskip("ray")
 batch_ray = pytest.importorskip("excnet.batch_ray")
+
+
+def test_unreachable_address_is_a_clear_error(tmp_path, capsys):
+    assert not ray.is_initialized()  # runs before the module's instance starts
+    write_image(tmp_path / "in" / "p.png", make_backlit(48, 64))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    code = main(["batch", str(tmp_path / "in"), str(tmp_path / "out"), "--engine", "ray",
+                 "--address", f"127.0.0.1:{port}"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert f"excnet: cannot reach the Ray cluster at 127.0.0.1:{port}: Connection refused" in err
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +63,8 @@ def test_local_instance_listens_on_loopback_only(tmp_path, local_ray):
     names = {name for name, _, _ in sockets}
     assert {"gcs_server", "raylet"} <= names
     assert any(name.startswith("ray::_Worker") for name in names), names  # the actor itself
+    for name, address, pid in sorted(sockets):  # shown with pytest -s
+        print(f"listening: {name:<18} pid {pid:<8} {address}")
     exposed = [s for s in sockets if not is_loopback(s[1])]
     assert exposed == [], f"listening beyond loopback (network address {FAKE_LAN}): {exposed}"
 

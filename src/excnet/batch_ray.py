@@ -30,6 +30,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import socket
 import threading
 import time
 from collections import deque
@@ -156,6 +157,8 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         # Ray (2.59 on) turns token authentication on for a local instance and says so.
         logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
+    if not local:
+        _check_reachable(address)
     options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
     if local:
         options.update(num_cpus=num_cpus, include_dashboard=False)
@@ -168,6 +171,19 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
         where = "start a local Ray instance" if local else f"reach the Ray cluster at {address}"
         raise RayEngineError(f"cannot {where}: {_brief(exc)}") from None
     return True
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast, and in one line, where nothing listens at a HOST:PORT address (Ray itself
+    retries for minutes, logging each try); "auto" and other forms are left to Ray."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as exc:
+        raise RayEngineError(f"cannot reach the Ray cluster at {address}: "
+                             f"{exc.strerror or exc}") from None
 
 
 @contextmanager
