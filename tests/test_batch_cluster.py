@@ -23,7 +23,6 @@ import ray_env  # noqa: F401 - Ray's settings, before Ray is imported
 from conftest import make_backlit
 from ray_env import interfaces, private_network
 
-from excnet import manifest as manifest_module
 from excnet.batch import default_workers
 from excnet.cli import main
 from excnet.imageio import write_image
@@ -124,24 +123,20 @@ def _kill_node(cluster, node) -> None:
     cluster.worker_nodes.discard(node)
 
 
-def _kill_a_worker_node_after(monkeypatch, cluster, finished: int) -> list:
-    """Kill a worker node (not the driver's) once `finished` photos are in the manifest;
-    returns the list the killed node is appended to."""
-    killed = []
-    write = manifest_module.ManifestWriter.write
-
-    def write_then_kill(self, record):
-        write(self, record)
-        self.finished = getattr(self, "finished", 0) + 1
-        if self.finished == finished and not killed:
-            driver = ray._private.worker.global_worker.node._raylet_socket_name
-            victim = next(n for n in cluster.worker_nodes
-                          if n._raylet_socket_name != driver)
-            _kill_node(cluster, victim)
-            killed.append(victim)
-
-    monkeypatch.setattr(manifest_module.ManifestWriter, "write", write_then_kill)
-    return killed
+def _run_killing_a_node(argv: list[str], cluster, manifest: Path,
+                        finished: int) -> tuple[int, str]:
+    """Run `excnet` with argv in a process of its own (its S3 client's threads stay there) and
+    kill a worker node once `finished` photos are in the manifest; (exit status, stderr).
+    The driver is attached to the head node (Ray prefers it on a shared host)."""
+    command = [sys.executable, "-c", "from excnet.cli import run; run()", *argv]
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True) as driver:
+        while len(list(read_records(manifest))) < finished and driver.poll() is None:
+            time.sleep(0.02)
+        assert driver.poll() is None, "the batch ended before the node was killed"
+        _kill_node(cluster, next(iter(cluster.worker_nodes)))
+        _, stderr = driver.communicate()
+    return driver.returncode, stderr
 
 
 def _summary(stderr: str) -> dict:
@@ -158,28 +153,27 @@ def _check_manifest(path: Path, inputs: list[str]) -> list[dict]:
     return records
 
 
-def test_node_killed_mid_batch_loses_nothing_shared_folder(two_workers, photos, tmp_path,
-                                                           monkeypatch, capsys):
+def test_node_killed_mid_batch_loses_nothing_shared_folder(two_workers, photos, tmp_path):
     inputs, reference = photos
     src = next(iter(inputs.values())).parents[1]
     out = tmp_path / "out"
-    killed = _kill_a_worker_node_after(monkeypatch, two_workers, KILL_AFTER)
     argv = ["batch", str(src), str(out), "--engine", "ray", "--address", two_workers.address]
 
-    assert main(argv) == 0
-    assert killed
-    stats = _summary(capsys.readouterr().err)
+    code, stderr = _run_killing_a_node(argv, two_workers, out / "excnet-manifest.jsonl",
+                                       KILL_AFTER)
+    assert code == 0, stderr
+    stats = _summary(stderr)
     assert stats["workers"] == 2 and stats["nodes"] == 2
     assert stats["retried"] >= 1 and stats["workers_lost"] == 1 and stats["nodes_lost"] == 1
     _check_manifest(out / "excnet-manifest.jsonl", [str(p) for p in inputs.values()])
     written = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*")
                if p.is_file() and p.name != "excnet-manifest.jsonl"}
     assert written == reference  # byte for byte, and no temp file left
-    print(f"node killed after {KILL_AFTER} photos: {stats}")
+    print(f"node killed after {KILL_AFTER} photos (folder): {stats}")
+    print(stderr)
 
 
-def test_node_killed_mid_batch_loses_nothing_s3(two_workers, photos, s3, tmp_path,
-                                                monkeypatch, capsys):
+def test_node_killed_mid_batch_loses_nothing_s3(two_workers, photos, s3, tmp_path):
     client, storage = s3
     inputs, reference = photos
     for rel, path in inputs.items():
@@ -190,13 +184,12 @@ def test_node_killed_mid_batch_loses_nothing_s3(two_workers, photos, s3, tmp_pat
                        UploadId=upload["UploadId"])
     client.create_multipart_upload(Bucket="photos", Key="elsewhere/kept.tif")  # not ours
     manifest = tmp_path / "job.jsonl"
-    killed = _kill_a_worker_node_after(monkeypatch, two_workers, KILL_AFTER)
     argv = ["batch", "s3://photos/in", "s3://photos/out", "--engine", "ray", "--address",
             two_workers.address, "--manifest", str(manifest), *storage]
 
-    assert main(argv) == 0
-    assert killed
-    stats = _summary(capsys.readouterr().err)
+    code, stderr = _run_killing_a_node(argv, two_workers, manifest, KILL_AFTER)
+    assert code == 0, stderr
+    stats = _summary(stderr)
     assert stats["retried"] >= 1 and stats["workers_lost"] == 1 and stats["nodes_lost"] == 1
     _check_manifest(manifest, [f"s3://photos/in/{rel}" for rel in inputs])
     listing = client.list_objects_v2(Bucket="photos", Prefix="out/")["Contents"]
@@ -205,6 +198,7 @@ def test_node_killed_mid_batch_loses_nothing_s3(two_workers, photos, s3, tmp_pat
     assert written == reference  # one whole object per photo, byte for byte
     uploads = client.list_multipart_uploads(Bucket="photos").get("Uploads", [])
     assert [u["Key"] for u in uploads] == ["elsewhere/kept.tif"]
+    print(f"node killed after {KILL_AFTER} photos (S3): {stats}")
 
 
 def test_driver_killed_resumes(two_workers, photos, tmp_path):
