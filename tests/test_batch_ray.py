@@ -52,14 +52,22 @@ def test_local_instance_listens_on_loopback_only(tmp_path, local_ray):
     if local_ray:
         assert interfaces() == {"lo"}
     src = tmp_path / "in"
-    for i in range(6):
-        write_image(src / f"p{i}.png", make_backlit(48, 64, seed=i))
-    jobs = plan(str(src), str(tmp_path / "out"), DoneSet(iter(())))
-    records = batch_ray.run_ray(jobs, BatchConfig())
+    for i in range(12):
+        write_image(src / f"p{i:02d}.png", make_backlit(48, 64, seed=i))
+    taken = []  # the jobs the driver has taken from the listing
+
+    def listing():
+        for job in plan(str(src), str(tmp_path / "out"), DoneSet(iter(()))):
+            taken.append(job)
+            yield job
+
+    records = batch_ray.run_ray(listing(), BatchConfig())
     first = next(records)  # the workers are up and working now
+    # Streamed: no more jobs taken than the worker's queue holds (2 per thread, 3 threads).
+    assert len(taken) <= batch_ray.QUEUED_PER_THREAD * 3
     sockets = listening(family(os.getpid()))
     rest = list(records)
-    assert [r["status"] for r in [first, *rest]] == ["ok"] * 6
+    assert [r["status"] for r in [first, *rest]] == ["ok"] * 12
     names = {name for name, _, _ in sockets}
     assert {"gcs_server", "raylet"} <= names
     assert any(name.startswith("ray::_Worker") for name in names), names  # the actor itself
