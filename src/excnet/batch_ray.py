@@ -103,6 +103,7 @@ class _Worker:
         return ray.get_runtime_context().get_node_id()
 
     def restore(self, src: str, dst: str) -> dict:
+        """One photo's record (`restore_job`), with this thread's warm Restorer."""
         restorer = getattr(self._local, "restorer", None)
         if restorer is None:
             restorer = self._local.restorer = Restorer(**self._config.options)
