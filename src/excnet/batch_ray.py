@@ -63,8 +63,12 @@ NO_WORKER_PATIENCE = 600.0
 NODE_DEATH_WAIT = 30.0
 #: Seconds a closed run (Ctrl-C, an error) waits for the photos being written to finish.
 CLOSE_WAIT = 60.0
-#: Actor options: what a lost worker gets (see the module's docstring).
-ACTOR_OPTIONS = {"max_restarts": -1, "max_task_retries": 0}
+#: Actor options: what a lost worker gets (see the module's docstring), and glibc's heap set
+#: as `memory.keep_freed_memory` sets it, but from the process's start: Ray's threads exist
+#: before the actor's constructor runs, each with its own heap arena otherwise.
+ACTOR_OPTIONS = {"max_restarts": -1, "max_task_retries": 0,
+                 "runtime_env": {"env_vars": {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0",
+                                              "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1)}}}
 
 
 class RayEngineError(RuntimeError):
