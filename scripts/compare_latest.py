@@ -34,9 +34,10 @@ def locked() -> dict[str, str]:
 
 
 def installed() -> dict[str, str]:
-    out = subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"],
+    out = subprocess.run([sys.executable, "-m", "pip", "freeze", "--all", "--exclude-editable"],
                          capture_output=True, text=True, check=True).stdout
-    return {_norm(n): v for n, _, v in (line.partition("==") for line in out.splitlines()) if v}
+    pairs = (line.partition("==") for line in out.splitlines())
+    return {_norm(n): v for n, _, v in pairs if v and _norm(n) != "pip"}
 
 
 def max_level_difference(a: Path, b: Path) -> tuple[int, int]:

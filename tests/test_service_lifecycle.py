@@ -129,9 +129,11 @@ def test_what_still_waits_when_the_grace_runs_out_is_refused_cleanly(twelve_mp):
         code = server.proc.wait(30)
     assert code == 0
     statuses = sorted(r.status_code for r in results)
-    assert len(statuses) == n and set(statuses) <= {200, 503}
+    odd = [r.text[:300] for r in results if r.status_code not in (200, 503)]
+    assert len(statuses) == n and not odd, odd
     # By the refusal at most about 1 s / `one` are done; the rest, still waiting, are refused.
-    assert statuses.count(503) >= 2 and statuses.count(200) >= 1
+    # (On a loaded machine one job can outlast that second: then none need be done.)
+    assert statuses.count(503) >= 2 and statuses.count(200) >= (1 if one < 0.5 else 0)
     for r in results:
         if r.status_code == 503:
             assert r.json()["error"]["code"] == "shutting_down"

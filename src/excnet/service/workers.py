@@ -198,7 +198,14 @@ class WorkerPool:
             await asyncio.wait((done, cancelled), return_when=asyncio.FIRST_COMPLETED)
             if not done.done() and future.cancel():
                 raise token.error()
-            return await done
+            try:
+                return await done
+            except asyncio.CancelledError:
+                # The server's grace ran out while the job was still between checkpoints: the
+                # client gets the clean refusal, not a broken connection or a 500.
+                if not self.draining:
+                    raise
+                raise Cancelled(*SHUTTING_DOWN) from None
         finally:
             cancelled.cancel()
             self._tokens.discard(token)
