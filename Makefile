@@ -14,15 +14,15 @@ DEV      := $(VENV)/.installed-dev
 setup: $(RUNTIME)
 setup-dev: $(DEV)
 
-# Runtime only: what `excnet` needs (the test, benchmark and Ray extras come with setup-dev).
+# Runtime only: what `excnet` needs (the Ray, test and benchmark extras come with setup-dev).
 $(RUNTIME): requirements.lock pyproject.toml
 	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
 	$(LOCKED) requirements.lock
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
-$(DEV): $(RUNTIME) requirements-dev.lock
-	$(LOCKED) requirements-dev.lock
+$(DEV): $(RUNTIME) requirements-ray.lock requirements-dev.lock
+	$(LOCKED) requirements-ray.lock requirements-dev.lock
 	@touch $@
 
 samples: setup

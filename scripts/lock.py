@@ -4,8 +4,11 @@ Resolves, in a fresh virtual environment with pip's own resolver, the newest rel
 pyproject.toml allows, and writes two locks of exact versions with their sha256 hashes:
 
 * requirements.lock: what excnet needs to run (its core dependencies);
-* requirements-dev.lock: what the tests, benchmarks and the Ray engine add on top (the `dev`
-  and `ray` extras), resolved together with the core so that both agree.
+* requirements-ray.lock: what the Ray engine and object stores add (the `ray` extra), for
+  cluster nodes;
+* requirements-dev.lock: what the tests and benchmarks add on top (the `dev` extra).
+
+All three come from one resolution of everything, so they agree and install together.
 
 The indexes come from the machine's pip configuration; no index URL is written to the locks.
 The locks are for CPython 3.11 on x86-64 Linux (the wheels pip picks here). Refuses to write
@@ -88,12 +91,17 @@ def main() -> None:
         pinned = tmp / "pins.txt"
         pinned.write_text("".join(f"{n}=={v}\n" for n, (v, _) in full.items()))
         core = pins(resolve(python, ".", pinned, tmp / "core.json"))
-    if any(full.get(n) != pin for n, pin in core.items()):
-        raise SystemExit("lock: the core resolution differs from the full one")
+        ray = pins(resolve(python, ".[ray]", pinned, tmp / "ray.json"))
+    if any(full.get(n) != pin for n, pin in (core | ray).items()):
+        raise SystemExit("lock: a partial resolution differs from the full one")
+    ray = {n: p for n, p in ray.items() if n not in core}
+    dev = {n: p for n, p in full.items() if n not in core and n not in ray}
     write(ROOT / "requirements.lock", "excnet's runtime dependencies", core)
-    write(ROOT / "requirements-dev.lock", "added for the tests, benchmarks and the Ray engine "
-          "(install requirements.lock too)", {n: p for n, p in full.items() if n not in core})
-    print(f"lock: {len(core)} runtime + {len(full) - len(core)} dev/ray packages locked")
+    write(ROOT / "requirements-ray.lock", "added for the Ray engine and object stores "
+          "(install requirements.lock too)", ray)
+    write(ROOT / "requirements-dev.lock", "added for the tests and benchmarks (install "
+          "requirements.lock and requirements-ray.lock too)", dev)
+    print(f"lock: {len(core)} runtime + {len(ray)} Ray + {len(dev)} dev packages locked")
 
 
 if __name__ == "__main__":

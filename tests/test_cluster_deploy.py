@@ -35,9 +35,10 @@ def test_every_node_installs_excnet_from_the_locks(config):
     assert "cd /home/ray/excnet" in setup
     assert "pip install --no-deps --require-hashes -r requirements.lock" in setup
     assert setup.rstrip().endswith("pip install --no-deps .")
-    for lock in ("requirements.lock", "requirements-dev.lock"):
+    for lock in ("requirements.lock", "requirements-ray.lock"):
         assert f"-r {lock}" in setup and (root / lock).is_file()
-    ray_pin = next(line for line in (root / "requirements-dev.lock").read_text().splitlines()
+    assert "requirements-dev.lock" not in setup  # no test tools on the nodes
+    ray_pin = next(line for line in (root / "requirements-ray.lock").read_text().splitlines()
                    if line.startswith("ray=="))
     assert config["docker"]["image"].startswith(
         f"rayproject/ray:{ray_pin.split('==')[1].split()[0]}-py311")  # the lock's Ray
