@@ -206,7 +206,7 @@ def test_cli_switch(tmp_path, capsys):
     src = tmp_path / "dark.png"
     write_image(src, dark)
     outs = {}
-    for mode in ("off", "auto"):
+    for mode in ("off", "auto", "strong"):
         dst = tmp_path / f"{mode}.png"
         assert main(["restore", str(src), "-o", str(dst), "--denoise", mode]) == 0
         outs[mode] = read_image(dst).pixels
@@ -218,7 +218,10 @@ def test_cli_switch(tmp_path, capsys):
     assert record["denoise"]["noise"] == pytest.approx(3.0 * 0.668, rel=0.2)
     flat = (slice(30, 90), slice(60, 140))
     assert outs["off"][flat].mean() > 2 * dark[flat].mean()  # it was lifted
-    assert outs["auto"][flat].std() < 0.5 * outs["off"][flat].std()
+    # a lift of about 3.5x is below auto's threshold (gain 3.8): its grain is kept, never
+    # added to; strong cleans it
+    assert outs["auto"][flat].std() <= outs["off"][flat].std()
+    assert outs["strong"][flat].std() < 0.5 * outs["off"][flat].std()
     with pytest.raises(SystemExit) as exc:
         main(["restore", str(src), "--denoise", "loud"])
     assert exc.value.code == 2

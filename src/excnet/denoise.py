@@ -45,16 +45,17 @@ class Settings:
     weight. chroma_blur: Gaussian sigma (pixels) of the extra blur of the clean target's
     chroma. visible: lifted noise std (output levels, 0..255) at which the lift weight is full.
     min_excess: share of the output noise variance due to the lift (1 - 1/g^2) below which
-    nothing is done (0.5: gain 1.41). steps: eps term for the 8-bit rounding, steps * 1/12 level^2
-    times the lifted share (not the visibility: lifted steps band in smooth shades).
+    nothing is done (0.5: gain 1.41; 0.93: gain 3.8). steps: eps term for the 8-bit
+    rounding, steps * 1/12 level^2 times the lifted share (not the visibility: lifted steps
+    band in smooth shades).
     """
 
     window: int = 4
     max_grid: int = 1 << 19
-    luma: float = 8.0
+    luma: float = 6.0
     chroma_blur: float = 6.0
     visible: float = 3.0
-    min_excess: float = 0.5
+    min_excess: float = 0.93
     steps: float = 16.0
 
     def cell(self, shape: tuple[int, ...]) -> int:
@@ -62,7 +63,12 @@ class Settings:
         return max(1, int(np.ceil(np.sqrt(shape[0] * shape[1] / self.max_grid))))
 
 
-SETTINGS = {"auto": Settings(), "strong": Settings(window=8, luma=16.0, chroma_blur=9.0)}
+#: auto cleans where the lift is large (from a gain of 3.8: 1 - 1/g^2 = 0.93), where the
+#: lifted noise is many times the input's; a back-lit subject lifted 2-3x keeps its grain as
+#: every peer renders it, and all of its texture (issue 25). strong cleans from a gain of
+#: 1.41, as auto did in 0.2.
+SETTINGS = {"auto": Settings(),
+            "strong": Settings(window=8, luma=16.0, chroma_blur=9.0, min_excess=0.5)}
 #: Lift weights below this leave a region untouched (exactly `apply_gain`).
 MIN_WEIGHT = 0.02
 #: Rows per band of the regions cleaned (`_active_spans`).
@@ -97,10 +103,11 @@ def check_mode(mode: str) -> str:
 _LAPLACE = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 #: Side of the blocks whose mean |response| is ranked (`noise_level`).
 NOISE_BLOCK = 8
-#: Which of the ranked blocks is read: the flattest tenth of the lifted region.
-NOISE_PERCENTILE = 10
-#: That percentile for unit white noise (simulated, 8 x 1 MP: 3.796 +- 0.006).
-_UNIT_RESPONSE = 3.796
+#: Which of the ranked blocks is read: the flattest 3 % of the lifted region (issue 25: the
+#: flattest tenth of a frame filled with brick or foliage still read the texture as noise).
+NOISE_PERCENTILE = 3
+#: That percentile for unit white noise (simulated, 8 x 1 MP: 3.412 +- 0.006).
+_UNIT_RESPONSE = 3.412
 #: Blocks darker than this many noise stds are left out of the second reading (clipped noise).
 CLIP_MARGIN = 2.0
 
