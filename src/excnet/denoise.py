@@ -6,9 +6,10 @@ JPEG blocking, and the 1-level steps of 8-bit shadows all grow g times and becom
 near 1, so well-exposed parts come out exactly as `colour.apply_gain` gives:
 
 * luminance: a self-guided filter (He et al.) on a grid of s x s cells, as in He & Sun's fast
-  guided filter: a = var / (var + eps) keeps texture whose local variance is well above eps
-  and smooths the rest. eps follows the image's own noise level (estimated here), the 8-bit
-  quantisation step, and how much the gain lifts that cell.
+  guided filter, with a sharper knee: a = var^2 / (var^2 + eps^2) keeps texture whose local
+  variance is a few times eps (a weave or small text in the shadows) and smooths the rest.
+  eps follows the image's own noise level (estimated here), the 8-bit quantisation step, and
+  how much the gain lifts that cell.
 * chrominance (colour minus luma): where the filter smooths (weight 1 - a), the clean target's
   chroma is blurred further (the eye sees colour at lower resolution than detail).
 * the result is kept in floating point until the gain is applied, so smoothed 8-bit shadows
@@ -52,7 +53,7 @@ class Settings:
 
     window: int = 4
     max_grid: int = 1 << 19
-    luma: float = 6.0
+    luma: float = 8.0
     chroma_blur: float = 6.0
     visible: float = 3.0
     min_excess: float = 0.93
@@ -196,8 +197,8 @@ def clean_cells(pixels: np.ndarray, y: np.ndarray, gain_cells: np.ndarray, noise
     pixels (h, w[, c]) colour channels only, y (h, w) on 0..255, gain_cells the gain at each
     cell's first pixel (gain[::s, ::s]). Returns
     (w * gain * T (h/s, w/s[, c]) float32 in the pixels' units; w (h/s, w/s) float32 in [0, 1]).
-    With a = var / (var + eps), the self-guided filter is a * y + b = (1 - a) * y + w * T: w is
-    1 - a and w * T is b (box-averaged), the local mean's share, with the chroma of the target
+    With a = var^2 / (var^2 + eps^2), the self-guided filter is a * y + b = (1 - a) * y + w * T:
+    w is 1 - a and w * T is b (box-averaged), the local mean's share, with the chroma of the target
     blurred further. eps = luma * noise variance * lift weight (+ the 8-bit steps' term): 0, so
     w = 0, where not lifted. chroma_cells: the gain of the colour offsets (`colour.apply_gains`)
     sampled likewise; None: the luma gain.
@@ -215,7 +216,12 @@ def clean_cells(pixels: np.ndarray, y: np.ndarray, gain_cells: np.ndarray, noise
     eps += np.float32(st.steps * step_var)
     eps *= lifted_share(g, st)
     np.maximum(var, np.float32(1e-6), out=var)
-    a = var / (var + eps)  # exactly 1 where eps is 0
+    # a = var^2 / (var^2 + eps^2): a sharper knee than the guided filter's var / (var + eps),
+    # so texture a few times the noise variance is kept almost whole while flat noise (var
+    # near the noise's, below eps) goes; exactly 1 where eps is 0
+    var *= var
+    eps *= eps
+    a = var / (var + eps)
     b = 1.0 - a
     b *= mean
     weight = 1.0 - _box(a, r)
