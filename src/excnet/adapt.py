@@ -26,8 +26,9 @@ milliseconds of NumPy. It decides two numbers:
   to BACKLIT_HIGH (all of it). The bright fraction counts at least PULL times the highlight
   pull phi_h that ExCNet's loss asks for (clipped to 0..1): a loss that pulls the brightest
   blocks down toward mid-grey has found a bright background, however small its area (a
-  strip of sky), while a dark-by-nature photo (nothing above mid-grey) asks for phi_h <= 0.
-  It still takes a large dim region to make a photo back-lit.
+  strip of sky), while a dark-by-nature photo (nothing above mid-grey) asks for phi_h <= 0;
+  the pull counts for no more than the share above mid-grey. It still takes a large dim
+  region to make a photo back-lit.
 * highlights held: the more back-lit the photo (the amount), the less of the curve's
   highlight pull is applied (`hold`, down to 1 - HOLD of the tone's highlight scale), so a
   sky or window comes out where it was, with its colour; a back-lit frame gets no exposure
@@ -122,7 +123,10 @@ def decide_exposure(x: np.ndarray) -> float:
 def decide_amount(x: np.ndarray, phi_h: float = 0.0) -> float:
     """Fraction (0..1) of ExCNet's phi to apply, for the network input x as shot and the
     highlight pull phi_h that the loss asks for (0 when not known yet)."""
-    bright = max(float(np.mean(x > BRIGHT)), PULL * min(max(phi_h, 0.0), 1.0))
+    # the pull vouches for a bright background no larger than what is above mid-grey (a flat
+    # or wholly dark frame leaves phi_h to the ridge: it has nothing to pull)
+    pull = min(PULL * min(max(phi_h, 0.0), 1.0), float(np.mean(x > 0.5)))
+    bright = max(float(np.mean(x > BRIGHT)), pull)
     dim = float(np.mean((x > DIM[0]) & (x < DIM[1])))
     t = (math.sqrt(bright * dim) - BACKLIT_LOW) / (BACKLIT_HIGH - BACKLIT_LOW)
     return min(max(t, 0.0), 1.0)

@@ -121,13 +121,16 @@ def noise_level(y: np.ndarray, gain: np.ndarray, max_pixels: int = 1 << 18) -> f
     blocks and scaled so that white noise of std sigma reads sigma. Noise covers every block
     alike while texture and edges fill only some, so texture is not read as noise (a median
     over all pixels read fine texture in clean photos as 1-2 levels). Row bands sampled to
-    about `max_pixels`. 0 when nothing is lifted. JPEG and camera noise reduction remove the
-    finest noise, so the estimate is also taken on the 2 x 2 mean image (where white noise
-    halves) and the larger of the two kept. Near black the noise is clipped at level 0 and
-    reads low, and a very dark frame's flattest blocks are mostly there: the estimate is taken
-    again on the blocks whose mean is at least `CLIP_MARGIN` times the first estimate.
+    about `max_pixels`. 0 when nothing is lifted or the image is under 16 pixels a side.
+    JPEG and camera noise reduction remove the finest noise, so the estimate is also taken
+    on the 2 x 2 mean image (where white noise halves) and the larger of the two kept. Near
+    black the noise is clipped at level 0 and reads low, and a very dark frame's flattest
+    blocks are mostly there: the estimate is taken again on the blocks whose mean is at
+    least `CLIP_MARGIN` times the first estimate.
     """
     h, w = y.shape
+    if min(h, w) < 2 * NOISE_BLOCK:  # too few blocks to read (a thumbnail, a 1-pixel strip)
+        return 0.0
     band = 16
     step = max(band, band * (h * w // max(1, max_pixels)))
     rows = np.concatenate([np.arange(r, min(r + band, h)) for r in range(0, h, step)])
