@@ -65,7 +65,7 @@ def test_restoring_on_two_threads_gives_the_one_thread_pixels(dtype) -> None:
     img = noisy_dark(700, 1100, seed=5).astype(dtype)
     if dtype == np.uint16:
         img = img * 257
-    restorer = Restorer()
+    restorer = Restorer(denoise="strong")  # cleans from a gain of 1.41 (auto from 3.8)
     one = restorer.restore(img, threads=1)
     two = restorer.restore(img, threads=2)
     assert one.denoise["cleaned"] > 0.3  # clean lifting's per-span maps are exercised
