@@ -114,7 +114,7 @@ class Restorer:
         self.solver = solver
         self.adapt = tone != FAITHFUL if adapt is None else adapt
         # the adaptive rule holds a back-lit photo's highlights unless the user set the scale
-        self.hold_highlights = self.adapt and highlight_scale is None
+        self.hold_highlights = highlight_scale is None
         self.ridge = ridge
         self.tone = tone
         self.strength = strength
@@ -180,7 +180,8 @@ class Restorer:
         highlight scale was given, a back-lit decision also holds the highlights
         (`adapt.hold`: less of the curve's highlight pull, so the sky stays where it was)."""
         scale = self.highlight_scale
-        if decision is not None and self.hold_highlights:
+        if (decision is not None and self.adapt and self.hold_highlights
+                and scale == self.tone.highlight_scale):  # (attributes a caller may reset)
             scale *= hold(decision.amount)
         curve = self.tone.curve(phi_s, phi_h, self.strength, scale)
         if decision is None:
