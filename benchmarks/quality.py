@@ -8,6 +8,7 @@
     python benchmarks/quality.py --trials                 # rendering (ToneOptions) trials
     python benchmarks/quality.py --folder DIR             # your own photos: no-reference table
     python benchmarks/quality.py --examples               # contact sheet of examples/
+    python benchmarks/quality.py --backlit-dev            # real back-lit photos, no truth
 
 The sets are in `quality_sets.py` (built from photos shipped in packages; nothing is
 downloaded) plus the real LOL eval15 pairs, by default at ../shared/data/lol_eval15 from the
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -434,6 +436,94 @@ def examples(sheet: Path, size: int) -> None:
     print(f"contact sheet: {sheet}")
 
 
+# The real back-lit photos (no truth) -------------------------------------------------------
+
+BACKLIT_DEV = HERE.parent / ".." / "shared" / "data" / "backlit_dev"
+BACKLIT_PROXY = HERE.parent / ".." / "shared" / "tools" / "backlit_proxy.py"
+#: Rows of the back-lit section: the CLI option each stands for, and how it is made.
+BACKLIT_ROWS: dict[str, Callable[[], Callable[[np.ndarray], np.ndarray]]] = {
+    "default": lambda: _restorer_row(),
+    "faithful": lambda: _restorer_row(faithful=True),
+    "adapt-off": lambda: _restorer_row(adapt=False),
+    "denoise-off": lambda: _restorer_row(**_denoise("off")),
+    "clahe": lambda: clahe,
+}
+CROP = 128  # side of a 100 % crop on the 0.5-1 MP photos (256 on the 12 MP one)
+
+
+def shadow_crop(img: np.ndarray, side: int) -> tuple[int, int]:
+    """(top, left) of the side x side window of img that is in the darkest 30 % (blurred luma)
+    and holds the most fine texture there: where clean lifting would show smearing or grain."""
+    y = luminance(img).astype(np.float32)
+    blur = cv2.GaussianBlur(y, (0, 0), 8)
+    dark = (blur <= np.percentile(blur, 30)).astype(np.float32)
+    texture = np.abs(y - cv2.GaussianBlur(y, (0, 0), 1.5)) * dark
+    k = (side, side)
+    score = cv2.boxFilter(texture, -1, k, normalize=True) * (cv2.boxFilter(dark, -1, k) > 0.9)
+    h, w = y.shape
+    half = side // 2
+    inner = score[half:h - half, half:w - half]
+    r, c = np.unravel_index(int(np.argmax(inner)), inner.shape)
+    return int(r), int(c)
+
+
+def _crop(img: np.ndarray, at: tuple[int, int], side: int, zoom: int) -> np.ndarray:
+    r, c = at
+    part = np.ascontiguousarray(img[r:r + side, c:c + side, :3])
+    return cv2.resize(part, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
+
+
+def backlit_dev(root: Path, out: Path, sheets: Path | None) -> int:
+    """Every BACKLIT_ROWS rendering of root/input at full size into out/ROW, scored with
+    backlit_proxy.py beside CLIP-LIT's (root/cliplit); contact sheet and 100 % crops of the
+    lifted shadows (also of a 12 MP back-lit photo of benchmarks/speed.py)."""
+    files = sorted(p for p in (root / "input").iterdir() if p.is_file())
+    fns = {n: make() for n, make in BACKLIT_ROWS.items()}
+    cliplit = root / "cliplit"
+    sheet_rows, crop_rows = [], []
+    for p in files:
+        img = _rgb8(read_image(p).pixels)
+        outs = {}
+        for name, fn in fns.items():
+            outs[name] = fn(img)
+            write_image(out / name / f"{p.stem}.png", outs[name], overwrite=True)
+        ref = next(iter(sorted(cliplit.glob(p.stem + ".*"))), None)
+        clip = _rgb8(read_image(ref).pixels) if ref else np.zeros_like(img)
+        if clip.shape != img.shape:
+            clip = cv2.resize(clip, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_AREA)
+        shown = [img, clip, outs["default"], outs["faithful"], outs["denoise-off"]]
+        sheet_rows.append(shown)
+        at = shadow_crop(img, CROP)
+        crop_rows.append([_crop(v, at, CROP, 2) for v in shown])
+    labels = ["input", "CLIP-LIT", "default", "faithful", "denoise off"]
+    args = [sys.executable, str(BACKLIT_PROXY), str(root / "input"),
+            *(f"{n}={out / n}" for n in fns), f"cliplit={cliplit}", "--per-image"]
+    proxy = subprocess.run(args, capture_output=True, text=True)
+    print(proxy.stdout + proxy.stderr)
+    if sheets is not None:
+        contact_sheet(sheet_rows, labels, sheets / "backlit_dev.jpg", height=150)
+        contact_sheet(crop_rows, labels, sheets / "backlit_dev_crops.jpg", height=2 * CROP)
+        big = big_backlit_crops()
+        contact_sheet([big], ["input", "default", "faithful", "denoise off"],
+                      sheets / "backlit_12mp_crop.jpg", height=512)
+        print(f"contact sheets: {sheets}/backlit_dev.jpg, backlit_dev_crops.jpg (100 % crops "
+              f"of the lifted shadows, shown 2x), backlit_12mp_crop.jpg")
+    return proxy.returncode
+
+
+def big_backlit_crops() -> list[np.ndarray]:
+    """100 % crops (256 px, shown 2x) of the lifted shadow of the first 12 MP back-lit photo
+    of benchmarks/speed.py (seed 0): input, default, faithful, denoise off."""
+    from speed import PHOTOS, SIZES, make_photo
+
+    img = make_photo(PHOTOS[0], SIZES[12], 0)
+    at = shadow_crop(cv2.resize(img, None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA),
+                     64)
+    at = (at[0] * 4, at[1] * 4)
+    shown = [img, *(BACKLIT_ROWS[n]()(img) for n in ("default", "faithful", "denoise-off"))]
+    return [_crop(v, at, 256, 2) for v in shown]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
@@ -447,6 +537,11 @@ def main() -> int:
     ap.add_argument("--trials", action="store_true", help="the rendering (ToneOptions) trials")
     ap.add_argument("--folder", type=Path, help="no-reference figures for your own photos")
     ap.add_argument("--examples", action="store_true", help="contact sheet of examples/")
+    ap.add_argument("--backlit-dev", type=Path, nargs="?", const=BACKLIT_DEV,
+                    help="real back-lit photos (input/, cliplit/) through backlit_proxy.py "
+                         "(default ../shared/data/backlit_dev)")
+    ap.add_argument("--backlit-out", type=Path, default=Path("/tmp/excnet_backlit_dev"),
+                    help="where --backlit-dev writes its renderings")
     ap.add_argument("--size", type=int, default=SIZE, help="long side of the package photos")
     ap.add_argument("--sheets", type=Path, default=HERE / "sheets",
                     help="folder for the contact sheets (one per set)")
@@ -458,6 +553,9 @@ def main() -> int:
     if args.examples:
         examples(args.sheets / "examples.jpg", args.size)
         return 0
+    if args.backlit_dev:
+        return backlit_dev(args.backlit_dev, args.backlit_out,
+                           None if args.no_sheets else args.sheets)
     if args.trials:
         trials(SETS["backlit"](args.size))
         return 0

@@ -300,3 +300,55 @@ def test_percentiles_are_numpys() -> None:
         x = (rng.random(n) ** rng.uniform(0.3, 4)).astype(np.float32)
         for qs in ((99.5, 50.0), (0.0, 100.0), (12.5,)):
             assert adapt._percentiles(x, qs) == list(np.percentile(x, qs))
+
+
+def silhouette(h: int = 180, w: int = 240, sky: float = 0.05, haze: float = 0.2,
+               seed: int = 5) -> np.ndarray:
+    """A textured subject in shadow (sRGB about 0.08-0.2) under a bright sky strip (the top
+    `sky` of the frame, sRGB about 0.9) and a hazy distance (`haze`, about 0.6): a skyline or
+    people seen against the sky."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    ground = 0.14 + 0.05 * np.sin(25 * xx) * np.cos(19 * yy) + 0.01 * rng.standard_normal((h, w))
+    row = np.arange(h)[:, None]
+    srgb = np.where(row < sky * h, 0.92 - 0.05 * yy,
+                    np.where(row < (sky + haze) * h, 0.6 + 0.03 * np.sin(30 * xx), ground))
+    return np.rint(np.clip(srgb[..., None] * np.array([0.95, 1.0, 1.05]), 0, 1)
+                   * 255).astype(np.uint8)
+
+
+def test_a_silhouette_against_a_small_bright_sky_is_lifted_and_the_sky_held() -> None:
+    img = silhouette()
+    x = network_input(fast_base_layer(luminance(img), 3200.0))
+    # by its areas alone (a sky of 5 %) it would count as barely back-lit ...
+    assert adapt.decide(x)[0].amount < 0.5
+    res = Restorer().restore(img)
+    # ... but the loss pulls the sky down: the bright background is there, and it is lifted
+    assert res.curve.amount > 0.5 and res.curve.exposure == 0.0 and res.needs_correction
+    y_in, y_out = luminance(img), luminance(res.image)
+    shadow, sky = y_in < 60, y_in > 200
+    assert y_out[shadow].mean() > y_in[shadow].mean() + 20  # the subject comes up
+    # the highlights are held: less of the pull than the tone's scale, the sky nearly as shot
+    assert res.curve.highlight_scale < IMPROVED.highlight_scale
+    moved = abs(y_out[sky].mean() - y_in[sky].mean())
+    assert moved < 0.06 * 255  # a sky at 0.9 sits where the pull is strongest
+    unheld = Restorer(highlight_scale=IMPROVED.highlight_scale).restore(img)
+    assert abs(luminance(unheld.image)[sky].mean() - y_in[sky].mean()) > 1.5 * moved
+
+
+def test_a_low_key_portrait_on_black_is_not_lifted() -> None:
+    # a lit face (an ellipse, highlights near white) on a black ground with a little noise
+    h, w = 180, 240
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    face = (((yy - 0.35) / 0.25) ** 2 + ((xx - 0.5) / 0.16) ** 2) < 1
+    srgb = np.where(face, 0.55 + 0.35 * np.cos(6 * xx) * np.cos(5 * yy), 0.015)
+    srgb = srgb + 0.004 * rng.standard_normal((h, w))
+    img = np.rint(np.clip(srgb[..., None] * np.array([1.0, 0.85, 0.75]), 0, 1)
+                  * 255).astype(np.uint8)
+    res = Restorer().restore(img)
+    assert res.curve.exposure == 0.0 and res.curve.amount == 0.0
+    assert not res.needs_correction
+    background = ~face
+    assert abs(luminance(res.image)[background].mean() - luminance(img)[background].mean()) < 1
+    assert psnr(res.image, img) > 45

@@ -23,7 +23,16 @@ milliseconds of NumPy. It decides two numbers:
   background and a large dim region; the amount follows the geometric mean of the bright
   and the dim fractions of the photo as shot (before the exposure step, which would make any
   lifted frame's own highlights look like a bright background), from BACKLIT_LOW (nothing)
-  to BACKLIT_HIGH (all of it).
+  to BACKLIT_HIGH (all of it). The bright fraction counts at least PULL times the highlight
+  pull phi_h that ExCNet's loss asks for (clipped to 0..1): a loss that pulls the brightest
+  blocks down toward mid-grey has found a bright background, however small its area (a
+  strip of sky), while a dark-by-nature photo (nothing above mid-grey) asks for phi_h <= 0;
+  the pull counts for no more than the share above mid-grey. It still takes a large dim
+  region to make a photo back-lit.
+* highlights held: the more back-lit the photo (the amount), the less of the curve's
+  highlight pull is applied (`hold`, down to 1 - HOLD of the tone's highlight scale), so a
+  sky or window comes out where it was, with its colour; a back-lit frame gets no exposure
+  from its bright background (the exposure reads the bright end, which is already high).
 
 The constants were chosen on our synthetic tuning halves (benchmarks/quality_sets.py), never on
 LOL; benchmarks/RESULTS.md records the trials.
@@ -47,6 +56,9 @@ LOWKEY_SPREAD = 2.0  # EV between median and bright end where the low-key fade s
 LOWKEY_HEADROOM = 2.0  # EV of headroom up to which a low-key photo counts as exposed on purpose
 BACKLIT_LOW, BACKLIT_HIGH = 0.15, 0.35  # sqrt(bright * dim fractions): no S-curve .. all of it
 BRIGHT, DIM = 0.7, (0.04, 0.3)  # sRGB levels that count as bright background / dim subject
+PULL = 0.25  # bright fraction that the loss's full highlight pull (phi_h = 1) stands for
+PULL_EXPOSURE = 0.25  # EV of exposure from which phi_h (read on the exposed input) is ignored
+HOLD = 0.6  # share of the highlight pull withheld from a fully back-lit photo
 MAX_EXPOSURE = 6.0
 #: The decision counts as "needs correction" above these (report field).
 NEEDS_EXPOSURE, NEEDS_AMOUNT = 0.1, 0.1
@@ -108,19 +120,38 @@ def decide_exposure(x: np.ndarray) -> float:
     return min(soft_dead_zone(min(headroom, key)) * fade, MAX_EXPOSURE)
 
 
-def decide_amount(x: np.ndarray) -> float:
-    """Fraction (0..1) of ExCNet's phi to apply, for the network input x as shot."""
-    bright = float(np.mean(x > BRIGHT))
+def decide_amount(x: np.ndarray, phi_h: float = 0.0) -> float:
+    """Fraction (0..1) of ExCNet's phi to apply, for the network input x as shot and the
+    highlight pull phi_h that the loss asks for (0 when not known yet)."""
+    # the pull vouches for a bright background no larger than what is above mid-grey (a flat
+    # or wholly dark frame leaves phi_h to the ridge: it has nothing to pull)
+    pull = min(PULL * min(max(phi_h, 0.0), 1.0), float(np.mean(x > 0.5)))
+    bright = max(float(np.mean(x > BRIGHT)), pull)
     dim = float(np.mean((x > DIM[0]) & (x < DIM[1])))
     t = (math.sqrt(bright * dim) - BACKLIT_LOW) / (BACKLIT_HIGH - BACKLIT_LOW)
     return min(max(t, 0.0), 1.0)
+
+
+def with_curve(decision: Decision, x: np.ndarray, phi_h: float) -> Decision:
+    """The decision once ExCNet's phi_h is known (estimated on x exposed as decided): the
+    amount re-read with its pull. The pull of an exposed frame is its own lifted highlights'
+    (see `decide`), so it counts less as the exposure grows and not at all from PULL_EXPOSURE
+    EV on."""
+    pull = phi_h * max(0.0, 1.0 - decision.exposure / PULL_EXPOSURE)
+    return Decision(decision.exposure, decide_amount(x, pull))
+
+
+def hold(amount: float) -> float:
+    """Factor (1 - HOLD .. 1) on the highlight scale for a photo this back-lit (amount 0..1)."""
+    return 1.0 - HOLD * min(max(amount, 0.0), 1.0)
 
 
 def decide(x: np.ndarray, levels: np.ndarray | None = None) -> tuple[Decision, np.ndarray]:
     """The decision for network input x, and x exposed by it (what the solver should see).
 
     levels: `base.normalised_input` of the same image, which the exposure is read from (x
-    itself when None, e.g. for a bare network input)."""
+    itself when None, e.g. for a bare network input). The amount is read without phi;
+    `with_curve` completes it once phi is known."""
     exposure = decide_exposure(x if levels is None else levels)
     exposed = np.asarray(expose(x, exposure), dtype=np.float32)
     return Decision(exposure, decide_amount(x)), exposed

@@ -6,9 +6,10 @@ JPEG blocking, and the 1-level steps of 8-bit shadows all grow g times and becom
 near 1, so well-exposed parts come out exactly as `colour.apply_gain` gives:
 
 * luminance: a self-guided filter (He et al.) on a grid of s x s cells, as in He & Sun's fast
-  guided filter: a = var / (var + eps) keeps texture whose local variance is well above eps
-  and smooths the rest. eps follows the image's own noise level (estimated here), the 8-bit
-  quantisation step, and how much the gain lifts that cell.
+  guided filter, with a sharper knee: a = var^2 / (var^2 + eps^2) keeps texture whose local
+  variance is a few times eps (a weave or small text in the shadows) and smooths the rest.
+  eps follows the image's own noise level (estimated here), the 8-bit quantisation step, and
+  how much the gain lifts that cell.
 * chrominance (colour minus luma): where the filter smooths (weight 1 - a), the clean target's
   chroma is blurred further (the eye sees colour at lower resolution than detail).
 * the result is kept in floating point until the gain is applied, so smoothed 8-bit shadows
@@ -45,8 +46,9 @@ class Settings:
     weight. chroma_blur: Gaussian sigma (pixels) of the extra blur of the clean target's
     chroma. visible: lifted noise std (output levels, 0..255) at which the lift weight is full.
     min_excess: share of the output noise variance due to the lift (1 - 1/g^2) below which
-    nothing is done (0.5: gain 1.41). steps: eps term for the 8-bit rounding, steps * 1/12 level^2
-    times the lifted share (not the visibility: lifted steps band in smooth shades).
+    nothing is done (0.5: gain 1.41; 0.93: gain 3.8). steps: eps term for the 8-bit
+    rounding, steps * 1/12 level^2 times the lifted share (not the visibility: lifted steps
+    band in smooth shades).
     """
 
     window: int = 4
@@ -54,7 +56,7 @@ class Settings:
     luma: float = 8.0
     chroma_blur: float = 6.0
     visible: float = 3.0
-    min_excess: float = 0.5
+    min_excess: float = 0.93
     steps: float = 16.0
 
     def cell(self, shape: tuple[int, ...]) -> int:
@@ -62,7 +64,12 @@ class Settings:
         return max(1, int(np.ceil(np.sqrt(shape[0] * shape[1] / self.max_grid))))
 
 
-SETTINGS = {"auto": Settings(), "strong": Settings(window=8, luma=16.0, chroma_blur=9.0)}
+#: auto cleans where the lift is large (from a gain of 3.8: 1 - 1/g^2 = 0.93), where the
+#: lifted noise is many times the input's; a back-lit subject lifted 2-3x keeps its grain as
+#: every peer renders it, and all of its texture (issue 25). strong cleans from a gain of
+#: 1.41, as auto did in 0.2.
+SETTINGS = {"auto": Settings(),
+            "strong": Settings(window=8, luma=16.0, chroma_blur=9.0, min_excess=0.5)}
 #: Lift weights below this leave a region untouched (exactly `apply_gain`).
 MIN_WEIGHT = 0.02
 #: Rows per band of the regions cleaned (`_active_spans`).
@@ -97,10 +104,11 @@ def check_mode(mode: str) -> str:
 _LAPLACE = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 #: Side of the blocks whose mean |response| is ranked (`noise_level`).
 NOISE_BLOCK = 8
-#: Which of the ranked blocks is read: the flattest tenth of the lifted region.
-NOISE_PERCENTILE = 10
-#: That percentile for unit white noise (simulated, 8 x 1 MP: 3.796 +- 0.006).
-_UNIT_RESPONSE = 3.796
+#: Which of the ranked blocks is read: the flattest 3 % of the lifted region (issue 25: the
+#: flattest tenth of a frame filled with brick or foliage still read the texture as noise).
+NOISE_PERCENTILE = 3
+#: That percentile for unit white noise (simulated, 8 x 1 MP: 3.412 +- 0.006).
+_UNIT_RESPONSE = 3.412
 #: Blocks darker than this many noise stds are left out of the second reading (clipped noise).
 CLIP_MARGIN = 2.0
 
@@ -113,13 +121,16 @@ def noise_level(y: np.ndarray, gain: np.ndarray, max_pixels: int = 1 << 18) -> f
     blocks and scaled so that white noise of std sigma reads sigma. Noise covers every block
     alike while texture and edges fill only some, so texture is not read as noise (a median
     over all pixels read fine texture in clean photos as 1-2 levels). Row bands sampled to
-    about `max_pixels`. 0 when nothing is lifted. JPEG and camera noise reduction remove the
-    finest noise, so the estimate is also taken on the 2 x 2 mean image (where white noise
-    halves) and the larger of the two kept. Near black the noise is clipped at level 0 and
-    reads low, and a very dark frame's flattest blocks are mostly there: the estimate is taken
-    again on the blocks whose mean is at least `CLIP_MARGIN` times the first estimate.
+    about `max_pixels`. 0 when nothing is lifted or the image is under 16 pixels a side.
+    JPEG and camera noise reduction remove the finest noise, so the estimate is also taken
+    on the 2 x 2 mean image (where white noise halves) and the larger of the two kept. Near
+    black the noise is clipped at level 0 and reads low, and a very dark frame's flattest
+    blocks are mostly there: the estimate is taken again on the blocks whose mean is at
+    least `CLIP_MARGIN` times the first estimate.
     """
     h, w = y.shape
+    if min(h, w) < 2 * NOISE_BLOCK:  # too few blocks to read (a thumbnail, a 1-pixel strip)
+        return 0.0
     band = 16
     step = max(band, band * (h * w // max(1, max_pixels)))
     rows = np.concatenate([np.arange(r, min(r + band, h)) for r in range(0, h, step)])
@@ -189,8 +200,8 @@ def clean_cells(pixels: np.ndarray, y: np.ndarray, gain_cells: np.ndarray, noise
     pixels (h, w[, c]) colour channels only, y (h, w) on 0..255, gain_cells the gain at each
     cell's first pixel (gain[::s, ::s]). Returns
     (w * gain * T (h/s, w/s[, c]) float32 in the pixels' units; w (h/s, w/s) float32 in [0, 1]).
-    With a = var / (var + eps), the self-guided filter is a * y + b = (1 - a) * y + w * T: w is
-    1 - a and w * T is b (box-averaged), the local mean's share, with the chroma of the target
+    With a = var^2 / (var^2 + eps^2), the self-guided filter is a * y + b = (1 - a) * y + w * T:
+    w is 1 - a and w * T is b (box-averaged), the local mean's share, with the chroma of the target
     blurred further. eps = luma * noise variance * lift weight (+ the 8-bit steps' term): 0, so
     w = 0, where not lifted. chroma_cells: the gain of the colour offsets (`colour.apply_gains`)
     sampled likewise; None: the luma gain.
@@ -208,7 +219,12 @@ def clean_cells(pixels: np.ndarray, y: np.ndarray, gain_cells: np.ndarray, noise
     eps += np.float32(st.steps * step_var)
     eps *= lifted_share(g, st)
     np.maximum(var, np.float32(1e-6), out=var)
-    a = var / (var + eps)  # exactly 1 where eps is 0
+    # a = var^2 / (var^2 + eps^2): a sharper knee than the guided filter's var / (var + eps),
+    # so texture a few times the noise variance is kept almost whole while flat noise (var
+    # near the noise's, below eps) goes; exactly 1 where eps is 0
+    var *= var
+    eps *= eps
+    a = var / (var + eps)
     b = 1.0 - a
     b *= mean
     weight = 1.0 - _box(a, r)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .adapt import Decision, decide
+from .adapt import Decision, decide, hold, with_curve
 from .base import base_layer, fast_base_layer, network_input, normalised_input
 from .colour import check_pixels, chroma_gain_map, luminance
 from .curve import Curve, gain
@@ -113,6 +113,8 @@ class Restorer:
         self.denoise = denoise
         self.solver = solver
         self.adapt = tone != FAITHFUL if adapt is None else adapt
+        # the adaptive rule holds a back-lit photo's highlights unless the user set the scale
+        self.hold_highlights = highlight_scale is None
         self.ridge = ridge
         self.tone = tone
         self.strength = strength
@@ -134,7 +136,8 @@ class Restorer:
                      levels: np.ndarray | None = None) -> tuple[Estimate, Decision]:
         """phi and the adaptive decision for a network input x (128 x 128, in [0, 1]).
 
-        With adapt on, phi is ExCNet's estimate for x exposed as decided; with it off, for x
+        With adapt on, phi is ExCNet's estimate for x exposed as decided, and the amount is
+        re-read with its highlight pull (`adapt.with_curve`); with adapt off, phi is for x
         itself, and the decision is the neutral one (no exposure, all of phi). `decided`:
         `adapt.decide(x, levels)` when the caller has it already; levels: the image's
         `levels` (see `adapt.decide`).
@@ -142,7 +145,8 @@ class Restorer:
         if not self.adapt:
             return self.estimate_input(x), Decision(0.0, 1.0)
         decision, exposed = decided or decide(x, levels)
-        return self.estimate_input(exposed), decision
+        est = self.estimate_input(exposed)
+        return est, with_curve(decision, x, est.phi_h)
 
     def estimate(self, image: np.ndarray) -> tuple[Estimate, np.ndarray]:
         """phi for an image (as `decide_input`); also returns the base layer (0..255) for reuse."""
@@ -172,8 +176,14 @@ class Restorer:
 
     def curve_for(self, phi_s: float, phi_h: float, decision: Decision | None = None) -> Curve:
         """The curve with this restorer's strength, highlight scale and monotonic setting, and
-        the adaptive decision's exposure and amount (none: the plain curve)."""
-        curve = self.tone.curve(phi_s, phi_h, self.strength, self.highlight_scale)
+        the adaptive decision's exposure and amount (none: the plain curve). Unless the
+        highlight scale was given, a back-lit decision also holds the highlights
+        (`adapt.hold`: less of the curve's highlight pull, so the sky stays where it was)."""
+        scale = self.highlight_scale
+        if (decision is not None and self.adapt and self.hold_highlights
+                and scale == self.tone.highlight_scale):  # (attributes a caller may reset)
+            scale *= hold(decision.amount)
+        curve = self.tone.curve(phi_s, phi_h, self.strength, scale)
         if decision is None:
             return curve
         return replace(curve, exposure=decision.exposure, amount=decision.amount)
@@ -197,6 +207,7 @@ class Restorer:
         judged = decided[0]
         if curve is None:
             est, decision = self.decide_input(x, decided)
+            judged = decision if self.adapt else judged
             curve = self.curve_for(est.phi_s, est.phi_h, decision)
             iterations, loss, converged = est.iterations, est.loss, est.converged
         else:
