@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 from conftest import make_backlit
+from test_adapt import silhouette
 
 from excnet import Curve, Restorer
 from excnet.cli import main
@@ -104,6 +105,11 @@ def test_estimate_returns_phi_and_a_preview_with_its_base_layer(client, photo, p
     (curve, est), base = Restorer("direct").estimate_curve(photo)
     assert body["curve"] == curve.to_dict()
     assert (body["curve"]["exposure"], body["curve"]["amount"]) == (curve.exposure, curve.amount)
+    # the curve restore applies, highlights held as restore holds them on a back-lit photo
+    lit = silhouette()
+    body = client.post(f"{API}/estimate", files=upload(encode_image(lit, "PNG"))).json()
+    restored = Restorer("direct").restore(lit).curve
+    assert restored.amount > 0.5 and Curve.from_dict(body["curve"]) == restored
     assert (body["width"], body["height"], body["format"]) == (128, 96, "PNG")
     prev = body["preview"]
     assert (prev["width"], prev["height"]) == (64, 48)

@@ -44,6 +44,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
+from ..adapt import hold
 from ..curve import Curve
 from ..denoise import DEFAULT_MODE as DEFAULT_DENOISE
 from ..imageio import FORMATS, ImageError, ImageFile, decode_image, encode_image
@@ -317,9 +318,12 @@ def estimate_job(pool: WorkerPool, settings: Settings, job: Job) -> dict:
     restorer.adapt = job.adapt != "off"
     (decided, est), base = restorer.estimate_curve(img.pixels)
     pool.stage("estimate", time.perf_counter() - t1)
-    # the decision, over the defaults (not this worker's controls from an earlier request)
+    # the decision, over the defaults (not this worker's controls from an earlier request),
+    # with the highlights held as `Restorer.curve_for` holds them when it restores
+    scale = IMPROVED.highlight_scale * (hold(decided.amount) if restorer.adapt else 1.0)
     curve = job.curve_with_controls(est.phi_s, est.phi_h, replace(
-        IMPROVED.curve(est.phi_s, est.phi_h), exposure=decided.exposure, amount=decided.amount))
+        IMPROVED.curve(est.phi_s, est.phi_h, highlight_scale=scale),
+        exposure=decided.exposure, amount=decided.amount))
     out = {"name": job.name, "width": img.width, "height": img.height, "format": img.format,
            "solver": job.solver, "curve": curve.to_dict(), "applied": _applied(curve),
            "iterations": est.iterations, "loss": finite_or_none(est.loss),
