@@ -57,8 +57,17 @@ def main() -> None:
         for i, group in enumerate(groups(reqs, args.jobs)):
             part = Path(tmp) / f"part{i}.txt"
             part.write_text("\n".join(group) + "\n")
-            procs.append(subprocess.Popen([*PIP, "-r", str(part)]))
-        failed = [proc.args for proc in procs if proc.wait() != 0]
+            log = (Path(tmp) / f"part{i}.log").open("w+")
+            procs.append((subprocess.Popen([*PIP, "-r", str(part)], stderr=log), log))
+        failed = []
+        for proc, log in procs:
+            if proc.wait() != 0:
+                failed.append(proc.args)
+            log.seek(0)
+            # A pip that scans the environment while another writes a package's metadata
+            # warns that it skips that package: expected here, and not the user's concern.
+            sys.stderr.writelines(line for line in log if "due to invalid metadata" not in line)
+            log.close()
     if failed:
         raise SystemExit(f"install_lock: {len(failed)} of {len(procs)} pip runs failed")
 
