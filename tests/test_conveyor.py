@@ -216,8 +216,11 @@ def test_ctrl_c_with_photos_in_flight_leaves_no_temp_and_no_half_output(tmp_path
             else ["restore", str(src), "-o", str(out), "-j", "3", "--json"])
     code = "import sys; from excnet.cli import main; sys.exit(main(sys.argv[1:]))"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
+    # Ctrl-C's SIGINT as a terminal delivers it: a suite started in the background (`make
+    # test &`) inherits SIGINT ignored, and Python keeps an ignored SIGINT ignored.
     proc = subprocess.Popen([sys.executable, "-c", code, *argv], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if len([p for p in out.rglob("*.jpg")]) >= 2:
