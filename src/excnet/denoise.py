@@ -66,7 +66,7 @@ class Settings:
 
 #: auto cleans where the lift is large (from a gain of 3.8: 1 - 1/g^2 = 0.93), where the
 #: lifted noise is many times the input's; a back-lit subject lifted 2-3x keeps its grain as
-#: every peer renders it, and all of its texture (issue 25). strong cleans from a gain of
+#: every peer renders it, and all of its texture. strong cleans from a gain of
 #: 1.41, as auto did in 0.2.
 SETTINGS = {"auto": Settings(),
             "strong": Settings(window=8, luma=16.0, chroma_blur=9.0, min_excess=0.5)}
@@ -104,7 +104,7 @@ def check_mode(mode: str) -> str:
 _LAPLACE = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 #: Side of the blocks whose mean |response| is ranked (`noise_level`).
 NOISE_BLOCK = 8
-#: Which of the ranked blocks is read: the flattest 3 % of the lifted region (issue 25: the
+#: Which of the ranked blocks is read: the flattest 3 % of the lifted region (the
 #: flattest tenth of a frame filled with brick or foliage still read the texture as noise).
 NOISE_PERCENTILE = 3
 #: That percentile for unit white noise (simulated, 8 x 1 MP: 3.412 +- 0.006).
