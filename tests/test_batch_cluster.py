@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import pytest
 import ray_env  # noqa: F401 - Ray's settings, before Ray is imported
 from conftest import make_backlit
 from ray_env import interfaces, private_network
+from s3server import moto_on_loopback
 
 from excnet.batch import default_workers
 from excnet.cli import main
@@ -32,7 +32,7 @@ ray = pytest.importorskip("ray")
 pytest.importorskip("excnet.batch_ray")
 cluster_utils = pytest.importorskip("ray.cluster_utils")
 boto3 = pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 
 PHOTOS = 16
 KILL_AFTER = 4  # finished photos before a worker node is killed
@@ -91,20 +91,14 @@ def photos(tmp_path_factory):
 def s3(cluster):
     """A moto S3 server on 127.0.0.1 (inside the private network) with a bucket "photos";
     (client, storage options for excnet)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    creds = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing",
-             "region_name": "us-east-1"}
-    client = boto3.client("s3", endpoint_url=endpoint, **creds)
-    client.create_bucket(Bucket="photos")
-    options = [f"endpoint_url={endpoint}", "key=testing", "secret=testing",
-               'client_kwargs={"region_name": "us-east-1"}']
-    yield client, [arg for o in options for arg in ("--storage-option", o)]
-    server.stop()
+    with moto_on_loopback() as endpoint:
+        creds = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing",
+                 "region_name": "us-east-1"}
+        client = boto3.client("s3", endpoint_url=endpoint, **creds)
+        client.create_bucket(Bucket="photos")
+        options = [f"endpoint_url={endpoint}", "key=testing", "secret=testing",
+                   'client_kwargs={"region_name": "us-east-1"}']
+        yield client, [arg for o in options for arg in ("--storage-option", o)]
 
 
 def _kill_node(cluster, node) -> None:

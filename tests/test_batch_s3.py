@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import numpy as np
 import pytest
 from conftest import make_backlit
+from s3server import moto_on_loopback
 
 from excnet.cli import main
 from excnet.imageio import decode_image, encode_image
@@ -15,7 +15,7 @@ from excnet.manifest import read_records
 
 pytest.importorskip("s3fs")
 boto3 = pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 
 
 @pytest.fixture
@@ -26,16 +26,10 @@ def s3(monkeypatch):
         monkeypatch.setenv(key, value)
     for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(key, raising=False)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    client = boto3.client("s3", endpoint_url=endpoint)
-    client.create_bucket(Bucket="photos")
-    yield endpoint, client
-    server.stop()
+    with moto_on_loopback() as endpoint:
+        client = boto3.client("s3", endpoint_url=endpoint)
+        client.create_bucket(Bucket="photos")
+        yield endpoint, client
 
 
 def test_batch_between_s3_uris(s3, tmp_path, capsys):
