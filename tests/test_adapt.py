@@ -75,8 +75,9 @@ def test_a_slightly_dark_photo_gets_a_gentle_lift() -> None:
 def test_a_well_exposed_photo_is_left_alone() -> None:
     img = encode(scene())
     res = Restorer().restore(img)
-    assert res.curve.exposure == 0.0 and res.curve.amount == 0.0
-    assert not res.needs_correction and res.mean_gain == pytest.approx(1.0, abs=1e-9)
+    # no exposure, and at most a trace of the curve (its shadows are not a subject's)
+    assert res.curve.exposure == 0.0 and res.curve.amount < 0.01
+    assert not res.needs_correction and res.mean_gain == pytest.approx(1.0, abs=1e-3)
     assert psnr(res.image, img) > 45
     # the 0.1 default pulled every block toward mid-grey and changed it visibly
     assert psnr(Restorer(adapt=False).restore(img).image, img) < 35
@@ -104,7 +105,7 @@ def test_a_back_lit_photo_gets_the_excnet_curve() -> None:
     dark = luminance(img) < 40
     assert luminance(res.image)[dark].mean() > luminance(img)[dark].mean() + 15
     # phi is ExCNet's fixed point on the (barely) exposed input
-    x = network_input(fast_base_layer(luminance(img), 3200.0))
+    x = network_input(fast_base_layer(luminance(img), IMPROVED.eps))
     _, exposed = adapt.decide(x)
     est = solve_direct(exposed)
     assert (res.curve.phi_s, res.curve.phi_h) == (est.phi_s, est.phi_h)
@@ -160,15 +161,16 @@ def test_strength_scales_the_adaptive_result() -> None:
     np.testing.assert_array_equal(again.image, full.image)
 
 
-def test_adapt_off_is_the_previous_default() -> None:
-    """adapt off + the faithful chroma step + denoise off: 0.1's default, pixel for pixel."""
+def test_adapt_off_applies_the_plain_estimated_curve() -> None:
+    """adapt off + the faithful chroma step + denoise off: ExCNet's phi for the image as shot,
+    all of it, kept monotonic with its second pass, pixel for pixel."""
     img = make_backlit(96, 128, seed=1)
     res = Restorer(adapt=False, denoise="off", tone=replace(IMPROVED, chroma="faithful")
                    ).restore(img)
     r = Restorer()
-    base = fast_base_layer(luminance(img), 3200.0)
+    base = fast_base_layer(luminance(img), IMPROVED.eps)
     est = solve_direct(network_input(base))
-    curve = Curve(est.phi_s, est.phi_h, 1.0, 0.5, monotonic=True)
+    curve = Curve(est.phi_s, est.phi_h, 1.0, 0.5, monotonic=True, second_pass=True)
     assert res.curve == curve
     np.testing.assert_array_equal(res.image, apply_gain(img, GainMap.of(base, curve)[...]))
     assert r.adapt and not Restorer(faithful=True).adapt
@@ -232,7 +234,7 @@ def test_report_fields_in_the_batch_record(tmp_path) -> None:
     assert recs["dark"]["needs_correction"] is True and recs["dark"]["mean_gain"] > 2.5
     assert recs["dark"]["exposure"] > 2.5 and 0 <= recs["dark"]["amount"] <= 1
     assert recs["good"]["needs_correction"] is False
-    assert recs["good"]["mean_gain"] == pytest.approx(1.0, abs=1e-9)
+    assert recs["good"]["mean_gain"] == pytest.approx(1.0, abs=1e-3)
     res = r.restore(read_image(dark).pixels)
     assert recs["dark"]["mean_gain"] == res.mean_gain
     assert recs["dark"]["exposure"] == res.curve.exposure
@@ -319,7 +321,7 @@ def silhouette(h: int = 180, w: int = 240, sky: float = 0.05, haze: float = 0.2,
 
 def test_a_silhouette_against_a_small_bright_sky_is_lifted_and_the_sky_held() -> None:
     img = silhouette()
-    x = network_input(fast_base_layer(luminance(img), 3200.0))
+    x = network_input(fast_base_layer(luminance(img), IMPROVED.eps))
     # by its areas alone (a sky of 5 %) it would count as barely back-lit ...
     assert adapt.decide(x)[0].amount < 0.5
     res = Restorer().restore(img)
@@ -352,3 +354,52 @@ def test_a_low_key_portrait_on_black_is_not_lifted() -> None:
     background = ~face
     assert abs(luminance(res.image)[background].mean() - luminance(img)[background].mean()) < 1
     assert psnr(res.image, img) > 45
+
+
+def dusk(h: int = 180, w: int = 240, band: tuple[float, float] = (0.4, 0.5), spot: bool = False,
+         seed: int = 8) -> np.ndarray:
+    """A dim textured scene (sRGB about 0.05-0.15: clouds, buildings, water) with one bright
+    part (about 0.55): a sunset band from edge to edge at rows `band`, or with `spot` an
+    ellipse in the middle, enclosed by the dim scene (a spotlit subject)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    dim = 0.09 + 0.04 * np.sin(23 * xx) * np.cos(17 * yy) + 0.01 * rng.standard_normal((h, w))
+    if spot:
+        bright = (((yy - 0.37) / 0.15) ** 2 + ((xx - 0.5) / 0.12) ** 2) < 1
+    else:
+        row = np.arange(h)[:, None] / h
+        bright = np.broadcast_to((row >= band[0]) & (row < band[1]), (h, w))
+    srgb = np.where(bright, 0.55 + 0.03 * np.sin(30 * xx), dim)
+    return np.rint(np.clip(srgb[..., None] * np.array([1.05, 0.95, 0.8]), 0, 1)
+                   * 255).astype(np.uint8)
+
+
+def test_a_dusk_skyline_is_back_lit_by_its_band_of_sunset() -> None:
+    # nothing is bright in absolute terms (the band sits at 0.55), but the band is the
+    # frame's bright part and spans it edge to edge: the background, with a dim subject
+    img = dusk()
+    res = Restorer().restore(img)
+    assert res.curve.amount > 0.5 and res.curve.exposure == 0.0 and res.needs_correction
+    y_in, y_out = luminance(img), luminance(res.image)
+    shadow, band = y_in < 40, y_in > 120
+    assert y_out[shadow].mean() > y_in[shadow].mean() + 15  # the skyline comes up
+    assert abs(y_out[band].mean() - y_in[band].mean()) < 0.06 * 255  # the sunset stays
+
+
+def test_a_spotlit_subject_in_a_dim_scene_is_not_lifted() -> None:
+    # the same levels, the bright part enclosed by the dim scene: a low-key photo
+    img = dusk(spot=True)
+    res = Restorer().restore(img)
+    assert res.curve.amount < 0.1 and res.curve.exposure < 0.1
+    assert not res.needs_correction
+    assert psnr(res.image, img) > 40
+
+
+def test_background_is_the_bright_part_touching_the_border() -> None:
+    x = np.full((128, 128), 0.1, np.float32)
+    x[40:60, :] = 0.6  # a band from edge to edge: 20 rows of 128
+    assert adapt.background(x) == pytest.approx(20 / 128)
+    x = np.full((128, 128), 0.1, np.float32)
+    x[40:60, 40:60] = 0.6  # enclosed
+    assert adapt.background(x) == 0.0
+    assert adapt.background(np.zeros((128, 128), np.float32)) == 0.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -114,7 +115,7 @@ def test_curve_save_load_round_trip(tmp_path):
     data = json.loads(path.read_text())
     assert data == {"phi_s": c.phi_s, "phi_h": c.phi_h, "strength": 0.75,
                     "highlight_scale": 0.35, "monotonic": False,
-                    "exposure": 2.345678901, "amount": 0.456789}
+                    "exposure": 2.345678901, "amount": 0.456789, "second_pass": False}
     assert Curve.load(path) == c
     assert Curve.from_dict(c.to_dict()) == c
     x = np.linspace(0, 1, 257)
@@ -221,3 +222,34 @@ def test_gain_lut_matches_the_curve():
     b = np.linspace(0, 1, 11)
     np.testing.assert_allclose(lut, (c(b) + 1e-5) / (b + 1e-5), rtol=1e-6)
     assert lut.dtype == np.float32
+
+
+def test_the_second_pass_gives_the_withheld_shadow_lift_and_keeps_the_order():
+    x = np.linspace(0, 1, 4097)
+    # phi_s 0.9 folds the curve over: limited to about 0.63, the rest applied as a second pass
+    c = Curve(0.9, 0.3, highlight_scale=0.5, monotonic=True, second_pass=True)
+    one = replace(c, second_pass=False)
+    a_s, a_h = c.applied
+    assert a_s < 0.9 and c.second == pytest.approx(monotonic_limit(0.9 - a_s, 0.0)[0])
+    np.testing.assert_allclose(c(x), s_curve(s_curve(x, a_s, a_h), c.second, 0.0))
+    assert np.all(np.diff(c(x)) >= -1e-9)  # still non-decreasing (as one pass: to 1e-10)
+    shadows = (x > 0.01) & (x < 0.3)
+    assert np.all(c(x)[shadows] > one(x)[shadows])  # lifted further than one limited pass
+    # the deepest shadows as far as the folded curve lifts them, at least
+    folded = s_curve(x, 0.9, 0.5 * 0.3)
+    deep = (x > 0.002) & (x < 0.05)
+    assert np.all(c(x)[deep] >= folded[deep])
+    assert abs(c(1.0) - 1.0) < 1e-3  # white stays white
+    # nothing withheld, nothing added: a curve within the limit renders as one pass
+    small = Curve(0.4, 0.2, monotonic=True, second_pass=True)
+    assert small.second == 0.0
+    np.testing.assert_array_equal(small(x), replace(small, second_pass=False)(x))
+    # without monotonic (the paper's rendering) there is no second pass
+    assert Curve(0.9, 0.3, second_pass=True).second == 0.0
+
+
+def test_the_default_tone_renders_with_the_second_pass():
+    from excnet.tone import FAITHFUL, IMPROVED
+
+    assert IMPROVED.curve(0.9, 0.3).second_pass and IMPROVED.curve(0.9, 0.3).second > 0
+    assert not FAITHFUL.curve(0.9, 0.3).second_pass

@@ -238,19 +238,21 @@ def test_video_refuses_denoise(tmp_path, capsys):
 def test_service_denoise_field():
     import warnings
 
-    from excnet import Curve
     from excnet.imageio import decode_image, encode_image
     from excnet.service import Settings, create_app
+    from excnet.tone import IMPROVED
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from starlette.testclient import TestClient
 
     dark = noisy_flat(15, 3.0, shape=(96, 128, 3))
-    curve = Curve(1.2, 0.0, highlight_scale=0.5, monotonic=True)
+    curve = IMPROVED.curve(1.2, 0.0, highlight_scale=0.5)  # as the server renders phi
     with TestClient(create_app(Settings(solver="direct"))) as client:
         for mode in ("off", "strong", None):
-            # field by field; monotonic is no form field (the server's rendering keeps it)
-            data = {k: str(v) for k, v in curve.to_dict().items() if k != "monotonic"}
+            # field by field; monotonic and second_pass are no form fields (the server's
+            # rendering keeps them)
+            data = {k: str(v) for k, v in curve.to_dict().items()
+                    if k not in ("monotonic", "second_pass")}
             if mode:
                 data["denoise"] = mode
             r = client.post("/api/v1/apply", params={"response": "json"},

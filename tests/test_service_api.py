@@ -125,8 +125,9 @@ def test_estimate_returns_phi_and_a_preview_with_its_base_layer(client, photo, p
 def test_apply_uses_the_given_curve_and_the_saved_file_works_with_the_cli(
         client, photo, png, tmp_path):
     tuned = Curve(0.7, 0.3, strength=0.8, highlight_scale=0.5, monotonic=True, exposure=0.5,
-                  amount=0.9)
-    fields = {k: str(v) for k, v in tuned.to_dict().items() if k != "monotonic"}  # the server's
+                  amount=0.9, second_pass=True)
+    fields = {k: str(v) for k, v in tuned.to_dict().items()
+              if k not in ("monotonic", "second_pass")}  # the server's rendering's
     r = client.post(f"{API}/apply", files=upload(png), data=fields)
     assert r.status_code == 200 and r.headers["x-excnet-iterations"] == "0"
     api_pixels = decode_image(r.content).pixels

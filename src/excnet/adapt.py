@@ -27,8 +27,15 @@ milliseconds of NumPy. It decides two numbers:
   pull phi_h that ExCNet's loss asks for (clipped to 0..1): a loss that pulls the brightest
   blocks down toward mid-grey has found a bright background, however small its area (a
   strip of sky), while a dark-by-nature photo (nothing above mid-grey) asks for phi_h <= 0;
-  the pull counts for no more than the share above mid-grey. It still takes a large dim
-  region to make a photo back-lit.
+  the pull counts for no more than the share above mid-grey. A dusk or sunset sky is not bright
+  in absolute terms; what makes it the background is that it is the frame's bright part and
+  reaches the frame's edge: the bright fraction also counts the regions brighter than
+  BACKGROUND times the frame's bright end (its 99.5th percentile) that touch the border (a
+  sunset band, a sky, a window wall), not those enclosed in darker surroundings (the lit
+  subject of a low-key photo). Like the pull, this counts only for frames given no exposure
+  (a dark frame's own relatively bright parts are not a background), and only behind a dim
+  region of LARGE_DIM or more (in an ordinary photo half the frame is brighter than half its
+  bright end). It still takes a large dim region to make a photo back-lit.
 * highlights held: the more back-lit the photo (the amount), the less of the curve's
   highlight pull is applied (`hold`, down to 1 - HOLD of the tone's highlight scale), so a
   sky or window comes out where it was, with its colour; a back-lit frame gets no exposure
@@ -43,6 +50,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from .colour import srgb_to_linear
@@ -54,10 +62,15 @@ DEAD_ZONE = 0.35  # EV of deficit left alone (entered quadratically)
 DEEP_HEDGE, DEEP_FROM = 0.15, 2.0  # EV held back from a deficit of DEEP_FROM EV or more
 LOWKEY_SPREAD = 2.0  # EV between median and bright end where the low-key fade starts
 LOWKEY_HEADROOM = 2.0  # EV of headroom up to which a low-key photo counts as exposed on purpose
-BACKLIT_LOW, BACKLIT_HIGH = 0.15, 0.35  # sqrt(bright * dim fractions): no S-curve .. all of it
+BACKLIT_LOW, BACKLIT_HIGH = 0.12, 0.30  # sqrt(bright * dim fractions): no S-curve .. all of it
 BRIGHT, DIM = 0.7, (0.04, 0.3)  # sRGB levels that count as bright background / dim subject
 PULL = 0.25  # bright fraction that the loss's full highlight pull (phi_h = 1) stands for
-PULL_EXPOSURE = 0.25  # EV of exposure from which phi_h (read on the exposed input) is ignored
+PULL_EXPOSURE = 0.25  # EV of exposure from which phi_h and the background are ignored
+BACKGROUND = 0.5  # share of the bright end above which a region touching the border is background
+LARGE_DIM = (0.2, 0.4)  # dim share from which the relative background counts (none .. all)
+#: Guided-filter eps (0..255 scale) of the input the exposure is read from
+#: (`base.normalised_input`); the exposure rule was chosen with it.
+LEVELS_EPS = 3200.0
 HOLD = 0.6  # share of the highlight pull withheld from a fully back-lit photo
 MAX_EXPOSURE = 6.0
 #: The decision counts as "needs correction" above these (report field).
@@ -120,25 +133,43 @@ def decide_exposure(x: np.ndarray) -> float:
     return min(soft_dead_zone(min(headroom, key)) * fade, MAX_EXPOSURE)
 
 
-def decide_amount(x: np.ndarray, phi_h: float = 0.0) -> float:
-    """Fraction (0..1) of ExCNet's phi to apply, for the network input x as shot and the
-    highlight pull phi_h that the loss asks for (0 when not known yet)."""
+def background(x: np.ndarray) -> float:
+    """Share of x (H, W) in [0, 1] in regions brighter than BACKGROUND times its bright end
+    (99.5th percentile) that touch the border (4-connected)."""
+    top = _percentiles(x, (99.5,))[0]
+    if top <= 0:
+        return 0.0
+    _, labels = cv2.connectedComponents((x > BACKGROUND * top).astype(np.uint8), connectivity=4)
+    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    touching = np.unique(edge[edge > 0])
+    return float(np.isin(labels, touching).mean()) if touching.size else 0.0
+
+
+def decide_amount(x: np.ndarray, phi_h: float = 0.0, unexposed: float = 0.0) -> float:
+    """Fraction (0..1) of ExCNet's phi to apply, for the network input x as shot, the
+    highlight pull phi_h that the loss asks for (0 when not known yet) and how far the frame
+    is from being given exposure (1: none; 0: the background is not read)."""
     # the pull vouches for a bright background no larger than what is above mid-grey (a flat
     # or wholly dark frame leaves phi_h to the ridge: it has nothing to pull)
     pull = min(PULL * min(max(phi_h, 0.0), 1.0), float(np.mean(x > 0.5)))
     bright = max(float(np.mean(x > BRIGHT)), pull)
     dim = float(np.mean((x > DIM[0]) & (x < DIM[1])))
+    if unexposed > 0:  # a relative background only behind a large dim subject
+        large = min(max((dim - LARGE_DIM[0]) / (LARGE_DIM[1] - LARGE_DIM[0]), 0.0), 1.0)
+        if large > 0:
+            bright = max(bright, unexposed * large * background(x))
     t = (math.sqrt(bright * dim) - BACKLIT_LOW) / (BACKLIT_HIGH - BACKLIT_LOW)
     return min(max(t, 0.0), 1.0)
 
 
 def with_curve(decision: Decision, x: np.ndarray, phi_h: float) -> Decision:
     """The decision once ExCNet's phi_h is known (estimated on x exposed as decided): the
-    amount re-read with its pull. The pull of an exposed frame is its own lifted highlights'
-    (see `decide`), so it counts less as the exposure grows and not at all from PULL_EXPOSURE
+    amount re-read with its pull and the background. The pull of an exposed frame is its own
+    lifted highlights' (see `decide`), and a dark frame's relatively bright parts are no
+    background, so both count less as the exposure grows and not at all from PULL_EXPOSURE
     EV on."""
-    pull = phi_h * max(0.0, 1.0 - decision.exposure / PULL_EXPOSURE)
-    return Decision(decision.exposure, decide_amount(x, pull))
+    unexposed = max(0.0, 1.0 - decision.exposure / PULL_EXPOSURE)
+    return Decision(decision.exposure, decide_amount(x, phi_h * unexposed, unexposed))
 
 
 def hold(amount: float) -> float:

@@ -10,6 +10,12 @@ Our adaptive default (`excnet.adapt`) puts an exposure step in front of the S-cu
 f(expose(x, e); phi), where `expose` multiplies linear light by 2**e and rolls the highlights
 off smoothly onto white. Both steps are increasing, so their composition is, and the exposure
 can lift a very dark frame as far as it needs without the S-curve folding over.
+
+A monotonic Curve (the default rendering) keeps f increasing by scaling phi down to the
+largest curve that does not fold (`monotonic_limit`); the shadow lift this withholds is
+applied as a second pass of the shadow term, f(f(x; t phi); (1 - t) phi_s, 0), itself limited:
+two increasing steps, so the tones keep their order while a back-lit subject gets the lift
+the loss asked for (a folded curve would flatten its mid-tones instead).
 """
 
 from __future__ import annotations
@@ -77,6 +83,11 @@ class Curve:
     phi_s otherwise makes f dip after its shadow bump and reverses the order of tones.
     `Curve(...).save(path)` writes the JSON that `excnet restore --params` reads back.
 
+    With `monotonic` and `second_pass` (the default rendering's curves since 0.3), the part of
+    the shadow lift the limit withholds is applied as a second pass (`second`):
+    f(f(x; applied); second, 0). Files saved before it existed load without it and render
+    as they did.
+
     exposure (EV) and amount are what the adaptive rule decided (`excnet.adapt`): the curve is
     f(expose(x, s * exposure); s * amount * phi_s, h * s * amount * phi_h). Their defaults (0, 1)
     are the plain curve, so files saved before they existed load and render as before.
@@ -89,6 +100,7 @@ class Curve:
     monotonic: bool = False
     exposure: float = 0.0
     amount: float = 1.0
+    second_pass: bool = False
 
     def __post_init__(self) -> None:
         for name in ("phi_s", "phi_h", "strength", "highlight_scale", "exposure", "amount"):
@@ -107,13 +119,25 @@ class Curve:
         return monotonic_limit(applied[0], max(applied[1], 0.0))
 
     @property
+    def second(self) -> float:
+        """phi_s of the second pass: the shadow lift `applied` withholds to stay monotonic,
+        itself limited (0 without `monotonic` and `second_pass`, or when nothing was
+        withheld)."""
+        if not (self.monotonic and self.second_pass):
+            return 0.0
+        extra = self.strength * self.amount * self.phi_s - self.applied[0]
+        return monotonic_limit(extra, 0.0)[0] if extra > 1e-9 else 0.0
+
+    @property
     def applied_exposure(self) -> float:
         """Exposure (EV) as actually applied, before the S-curve."""
         return self.strength * self.exposure
 
     def __call__(self, x: Array) -> Array:
         a_s, a_h = self.applied
-        return s_curve(expose(x, self.applied_exposure), a_s, a_h)
+        y = s_curve(expose(x, self.applied_exposure), a_s, a_h)
+        second = self.second
+        return s_curve(y, second, 0.0) if second else y
 
     def to_dict(self) -> dict[str, float | bool]:
         return {k: v if isinstance(v, bool) else float(v) for k, v in asdict(self).items()}
@@ -131,10 +155,13 @@ class Curve:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a curve: need numeric phi_s and phi_h ({exc})") from None
-        monotonic = data.get("monotonic", False)
-        if not isinstance(monotonic, bool):  # bool("false") would be True
-            raise ValueError(f"not a curve: monotonic must be true or false, not {monotonic!r}")
-        return replace(curve, monotonic=monotonic)
+        flags = {}
+        for name in ("monotonic", "second_pass"):
+            flag = data.get(name, False)
+            if not isinstance(flag, bool):  # bool("false") would be True
+                raise ValueError(f"not a curve: {name} must be true or false, not {flag!r}")
+            flags[name] = flag
+        return replace(curve, **flags)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")

@@ -22,7 +22,7 @@ float32 on 0..255 (as `colour.luminance`); `gain` (H, W) float32. Grids are (H/s
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -70,6 +70,24 @@ class Settings:
 #: 1.41, as auto did in 0.2.
 SETTINGS = {"auto": Settings(),
             "strong": Settings(window=8, luma=16.0, chroma_blur=9.0, min_excess=0.5)}
+#: min_excess of a back-lit photo (adaptive amount BACKLIT_AMOUNT or more): cleaned from a
+#: gain of 10 only. Its deep shadows, lifted 4-10x by the curve and its second pass, hold JPEG
+#: texture (brick, foliage, lettering) that reads as noise; every peer renders it lifted with
+#: its grain.
+BACKLIT_MIN_EXCESS, BACKLIT_AMOUNT = 0.99, 0.5
+
+
+def settings_for(mode: str, amount: float) -> Settings | None:
+    """The mode's settings for a photo this back-lit (the adaptive amount, 0..1): `auto`'s
+    min_excess goes from its own at amount 0 to BACKLIT_MIN_EXCESS at BACKLIT_AMOUNT (dark
+    frames get exposure and amount 0: cleaned as before). None: the mode's own settings."""
+    if mode != "auto" or amount <= 0:
+        return None
+    st = SETTINGS[mode]
+    a = min(amount / BACKLIT_AMOUNT, 1.0)
+    return replace(st, min_excess=st.min_excess + (BACKLIT_MIN_EXCESS - st.min_excess) * a)
+
+
 #: Lift weights below this leave a region untouched (exactly `apply_gain`).
 MIN_WEIGHT = 0.02
 #: Rows per band of the regions cleaned (`_active_spans`).

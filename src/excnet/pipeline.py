@@ -11,12 +11,12 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .adapt import Decision, decide, hold, with_curve
+from .adapt import LEVELS_EPS, Decision, decide, hold, with_curve
 from .base import base_layer, fast_base_layer, network_input, normalised_input
 from .colour import check_pixels, chroma_gain_map, luminance
 from .curve import Curve, gain
 from .defaults import DEFAULT_SOLVER, SOLVERS
-from .denoise import Lifted, check_mode, lift
+from .denoise import Lifted, check_mode, lift, settings_for
 from .gainmap import ChromaMap, GainMap, render
 from .solvers import RIDGE, Estimate, NetworkSolver, solve_direct
 from .tone import FAITHFUL, IMPROVED, ToneOptions, apply_tone_gain
@@ -71,7 +71,7 @@ class Restorer:
     highlight_scale shape the applied curve f(x; s * phi_s, h * s * phi_h).
 
     tone chooses the rendering: `tone.IMPROVED` (the default; it won on the held-out half of
-    benchmarks/quality.py: monotonic curve, guided-filter eps 3200, highlight scale 0.5) or
+    benchmarks/quality.py: monotonic curve, guided-filter eps 1600, highlight scale 0.5) or
     `tone.FAITHFUL` (the paper's: eps 800, highlight scale 0.2); `faithful=True` is short for
     the latter. highlight_scale=None takes the tone's.
 
@@ -161,8 +161,8 @@ class Restorer:
 
     def levels(self, y: np.ndarray) -> np.ndarray:
         """What the adaptive rule reads the exposure from, for luminance y (H, W) on 0..255:
-        `base.normalised_input` with this restorer's guided filter."""
-        return normalised_input(y, self.tone.eps, self.tone.radius_fraction)
+        `base.normalised_input` with the rule's own guided-filter eps (`adapt.LEVELS_EPS`)."""
+        return normalised_input(y, LEVELS_EPS, self.tone.radius_fraction)
 
     def _layers(self, image: np.ndarray, threads: int = 1
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -221,7 +221,7 @@ class Restorer:
             out, cleaning = apply_tone_gain(image, gains[...], self.tone), OFF.report()
         elif self.denoise != "off":
             lifted = lift(image, y, gains, self.denoise, chroma_gain=chroma, out=into,
-                          threads=threads)
+                          threads=threads, settings=settings_for(self.denoise, curve.amount))
             out, cleaning = lifted.image, lifted.report()
         else:
             out = render(image, y, gains, chroma, out=into, threads=threads)

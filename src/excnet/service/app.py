@@ -367,7 +367,7 @@ def _data_url(data: bytes, media_type: str) -> str:
 
 def _applied(curve: Curve) -> dict[str, float]:
     a_s, a_h = curve.applied
-    return {"phi_s": a_s, "phi_h": a_h}
+    return {"phi_s": a_s, "phi_h": a_h, "second_phi_s": curve.second}
 
 
 def _output_name(upload: str, fmt: str) -> str:

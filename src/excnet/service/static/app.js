@@ -96,6 +96,7 @@ function controls() {
     strength: Number($("strength").value),
     highlight_scale: Number($("highlight").value),
     monotonic: state.estimate ? Boolean(state.estimate.curve.monotonic) : true,
+    second_pass: state.estimate ? Boolean(state.estimate.curve.second_pass) : true,
     // what the adaptive rule decided for this photo (excnet/adapt.py); kept as estimated
     exposure: state.estimate ? Number(state.estimate.curve.exposure || 0) : 0,
     amount: state.estimate ? Number(state.estimate.curve.amount ?? 1) : 1,
@@ -108,9 +109,18 @@ function applied(c) {
   return c.monotonic ? monotonicLimit(a[0], Math.max(a[1], 0)) : a;
 }
 
-// The whole curve: exposure, then the S-curve (Curve.__call__).
+// Curve.second: the shadow lift the monotonic limit withheld, applied as a second pass.
+function secondPass(c, a) {
+  if (!(c.monotonic && c.second_pass)) return 0;
+  const extra = c.strength * c.amount * c.phi_s - a[0];
+  return extra > 1e-9 ? monotonicLimit(extra, 0)[0] : 0;
+}
+
+// The whole curve: exposure, then the S-curve, then its second pass (Curve.__call__).
 function curveAt(c, a, x) {
-  return sCurve(expose(x, c.strength * c.exposure), a[0], a[1]);
+  const y = sCurve(expose(x, c.strength * c.exposure), a[0], a[1]);
+  const s2 = secondPass(c, a);
+  return s2 ? sCurve(y, s2, 0) : y;
 }
 
 function showError(message) {
@@ -272,7 +282,9 @@ function drawCurve(c) {
   const e = state.estimate;
   $("phi-text").textContent =
     `φs = ${c.phi_s.toFixed(3)}, φh = ${c.phi_h.toFixed(3)} · applied ` +
-    `${aS.toFixed(3)}, ${aH.toFixed(3)} · estimated ${e.curve.phi_s.toFixed(3)}, ` +
+    `${aS.toFixed(3)}, ${aH.toFixed(3)}` +
+    (secondPass(c, a) ? ` then ${secondPass(c, a).toFixed(3)}` : "") +
+    ` · estimated ${e.curve.phi_s.toFixed(3)}, ` +
     `${e.curve.phi_h.toFixed(3)} by ${e.solver} in ${e.iterations} iterations` +
     (c.exposure || c.amount !== 1
       ? ` · adaptive: exposure +${c.exposure.toFixed(2)} EV, ${Math.round(100 * c.amount)}% of φ`
