@@ -21,7 +21,7 @@ Per frame (4:2:0; shapes for a W x H frame, chroma planes W/2 x H/2):
 1. luminance as the method defines it, Y = 0.299 R + 0.587 G + 0.114 B on 0..255, computed at
    chroma resolution from Y' (area-downsampled), Cb and Cr with the stream's colour matrix;
 2. base layer: the self-guided filter of the method (radius 4 % of the short side, halved for
-   chroma resolution; the restorer's eps: 800 faithful, 3200 by default) through
+   chroma resolution; the restorer's eps: 800 faithful, 1600 by default) through
    `excnet.base.fast_guided_filter` (coefficients on a reduced grid, applied at chroma
    resolution);
 3. phi from `excnet.temporal.TemporalGuide` (estimate every k-th frame, smooth in time, reset on
