@@ -21,7 +21,9 @@ the same threads (the local engine with one thread per core, Ray with its defaul
 per node, as many photos at once as it has CPUs), run alternately: photos/s of each once
 started (Ray: from its first worker ready to the last record; the local engine: the whole
 call, its threads start at once) and whole-call photos/s; Ray's start-up apart (the private
-local instance once, and each batch's workers).
+local instance once, and each batch's start-up: importing Ray in the driver, joining the
+instance, the workers started and warmed up), and the seconds from "started" to the first
+record.
 """
 
 from __future__ import annotations
@@ -195,9 +197,11 @@ def main() -> None:
 
 
 def one_run(engine: str, src: str, address: str | None, solver: str) -> None:
-    """One batch in this (fresh) process, imports done first; prints a JSON line: seconds
-    from the engine's call to its last record, Ray's start-up (connecting and workers ready)
-    and the steady rate (photos from the 2nd to the last record over their time)."""
+    """One batch in this (fresh) process, excnet's imports done first; prints a JSON line:
+    seconds from the engine's call to its last record, Ray's start-up (`RayStats.startup`:
+    importing Ray, joining the instance, workers ready and warm), seconds from the start (the
+    call, or Ray's start-up) to the first record, and the steady rate (photos from the 2nd to
+    the last record over their time)."""
     from excnet.batch import BatchConfig, default_workers, plan, run_local
     from excnet.manifest import DoneSet
 
@@ -218,7 +222,8 @@ def one_run(engine: str, src: str, address: str | None, solver: str) -> None:
             raise SystemExit(f"{engine}: {rec['error']}")
         times.append(time.perf_counter() - start)
     shutil.rmtree(out)
-    print(json.dumps({"wall": times[-1], "startup": stats.startup if stats else 0.0,
+    startup = stats.startup if stats else 0.0
+    print(json.dumps({"wall": times[-1], "startup": startup, "first": times[0] - startup,
                       "steady": (len(times) - 2) / (times[-1] - times[1])}))
 
 
@@ -241,7 +246,7 @@ def compare_ray(opts: argparse.Namespace) -> None:
               f"each run a fresh process; load average before: {os.getloadavg()[0]:.1f}")
         print(f"Ray's private local instance started in {instance:.1f} s (once)\n")
         print(f"{'run':>4} {'engine':<7}{'call s':>8}{'photos/s':>9}{'started':>9}"
-              f"{'steady':>8}{'workers up s':>13}")
+              f"{'steady':>8}{'1st s':>7}{'start-up s':>11}")
         rows: dict[str, list[dict]] = {"local": [], "ray": []}
         try:
             for i in range(opts.repeats):
@@ -253,9 +258,10 @@ def compare_ray(opts: argparse.Namespace) -> None:
                     row["rate"] = n / row["wall"]
                     row["started"] = n / (row["wall"] - row["startup"])
                     rows[engine].append(row)
-                    up = f"{row['startup']:>13.2f}" if engine == "ray" else ""
+                    up = f"{row['startup']:>11.2f}" if engine == "ray" else ""
                     print(f"{i + 1:>4} {engine:<7}{row['wall']:>8.2f}{row['rate']:>9.2f}"
-                          f"{row['started']:>9.2f}{row['steady']:>8.2f}{up}", flush=True)
+                          f"{row['started']:>9.2f}{row['steady']:>8.2f}{row['first']:>7.2f}{up}",
+                          flush=True)
         finally:
             ray.shutdown()
 
@@ -266,8 +272,10 @@ def compare_ray(opts: argparse.Namespace) -> None:
               f"{med('local', 'started'):.2f} photos/s = "
               f"{med('ray', 'started') / med('local', 'started'):.0%}; steady "
               f"{med('ray', 'steady') / med('local', 'steady'):.0%}; whole call "
-              f"{med('ray', 'rate') / med('local', 'rate'):.0%}; Ray's workers up in "
-              f"{med('ray', 'startup'):.2f} s per batch")
+              f"{med('ray', 'rate') / med('local', 'rate'):.0%}; Ray's start-up "
+              f"{med('ray', 'startup'):.2f} s per batch (importing Ray, joining, workers up "
+              f"and warm); first record {med('ray', 'first'):.2f} s after start-up (local: "
+              f"{med('local', 'first'):.2f} s after the call)")
         print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

@@ -3,8 +3,15 @@ what that instance listens on."""
 
 from __future__ import annotations
 
+import builtins
 import os
 import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,6 +26,35 @@ from excnet.manifest import DoneSet, read_records
 
 ray = pytest.importorskip("ray")
 batch_ray = pytest.importorskip("excnet.batch_ray")
+
+
+def test_worker_is_warm_when_it_says_ready():
+    """A worker's constructor (after which it answers the readiness call) has already restored
+    a picture: the modules a first photo would load are loaded, so that time is start-up."""
+    code = textwrap.dedent("""
+        import sys
+        from excnet import batch_ray, pipeline
+        from excnet.batch import BatchConfig
+
+        calls = []
+        restore = pipeline.Restorer.restore
+        pipeline.Restorer.restore = lambda self, *a, **k: calls.append(1) or restore(self, *a, **k)
+        assert "PIL.JpegImagePlugin" not in sys.modules  # what the warm-up is for
+        batch_ray._Worker(BatchConfig(), 2)
+        print(len(calls), "PIL.JpegImagePlugin" in sys.modules,
+              "excnet.imageio.jpegstrips" in sys.modules)
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(batch_ray.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["1", "True", "True"]
+
+
+def test_warm_up_failure_does_not_stop_the_worker():
+    """The warm-up is a head start only: a worker whose warm-up fails still starts (its photos
+    report what is wrong, each in its record)."""
+    batch_ray._Worker(BatchConfig(options={"no_such_option": 1}), 1)
 
 
 def test_unreachable_address_is_a_clear_error(tmp_path, capsys):
@@ -75,6 +111,29 @@ def test_local_instance_listens_on_loopback_only(tmp_path, local_ray):
         print(f"listening: {name:<18} pid {pid:<8} {address}")
     exposed = [s for s in sockets if not is_loopback(s[1])]
     assert exposed == [], f"listening beyond loopback (network address {FAKE_LAN}): {exposed}"
+
+
+def test_startup_counts_from_the_call(tmp_path, local_ray, monkeypatch):
+    """RayStats.startup counts from the call on, the driver's `import ray` included (about a
+    second in a fresh driver), so none of Ray's start-up is counted as the photos' time."""
+    write_image(tmp_path / "in" / "p.png", make_backlit(48, 64))
+    jobs = list(plan(str(tmp_path / "in"), str(tmp_path / "out"), DoneSet(iter(()))))
+    skew = []  # importing Ray "takes" 1000 s on run_ray's clock
+    monkeypatch.setattr(batch_ray, "time", SimpleNamespace(
+        monotonic=lambda: time.monotonic() + sum(skew), sleep=time.sleep))
+    real_import = builtins.__import__
+
+    def slow_ray_import(name, globals=None, *args, **kwargs):  # noqa: A002 - __import__'s
+        if name == "ray" and not skew and (globals or {}).get("__name__") == batch_ray.__name__:
+            skew.append(1000.0)
+        return real_import(name, globals, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", slow_ray_import)
+    stats = batch_ray.RayStats()
+    records = list(batch_ray.run_ray(iter(jobs), BatchConfig(), stats=stats))
+    monkeypatch.undo()
+    assert [r["status"] for r in records] == ["ok"] and skew == [1000.0]
+    assert stats.startup >= 1000.0
 
 
 def test_ray_and_local_engines_agree(tmp_path, local_ray):
