@@ -213,14 +213,21 @@ def test_cli_switch(tmp_path, capsys):
     capsys.readouterr()
     assert main(["restore", str(src), "-o", str(tmp_path / "j.png"), "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
+    # a back-lit frame (its bright strip is the background): auto cleans it only beyond a
+    # gain of 10, so its grain is kept, never added to; strong cleans it
+    assert record["amount"] > 0.5 and record["exposure"] == 0.0
+    assert record["denoise"]["mode"] == "auto" and record["denoise"]["cleaned"] == 0.0
+    flat = (slice(30, 90), slice(60, 140))
+    assert outs["off"][flat].mean() > 2 * dark[flat].mean()  # it was lifted
+    assert outs["auto"][flat].std() <= outs["off"][flat].std()
+    # the same noise in a frame that is dark as a whole: exposure, and auto cleans it
+    write_image(src, noisy_flat(12, 3.0, shape=(120, 160, 3)))
+    assert main(["restore", str(src), "-o", str(tmp_path / "k.png"), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["exposure"] > 1 and record["amount"] == 0.0
     assert record["denoise"]["mode"] == "auto" and record["denoise"]["cleaned"] > 0.5
     # luma noise of independent channel noise: 3 * |(0.299, 0.587, 0.114)|
     assert record["denoise"]["noise"] == pytest.approx(3.0 * 0.668, rel=0.2)
-    flat = (slice(30, 90), slice(60, 140))
-    assert outs["off"][flat].mean() > 2 * dark[flat].mean()  # it was lifted
-    # a lift of about 3.5x is below auto's threshold (gain 3.8): its grain is kept, never
-    # added to; strong cleans it
-    assert outs["auto"][flat].std() <= outs["off"][flat].std()
     assert outs["strong"][flat].std() < 0.5 * outs["off"][flat].std()
     with pytest.raises(SystemExit) as exc:
         main(["restore", str(src), "--denoise", "loud"])
