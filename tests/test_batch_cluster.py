@@ -101,14 +101,37 @@ def s3(cluster):
         yield client, [arg for o in options for arg in ("--storage-option", o)]
 
 
-def _kill_node(cluster, node) -> None:
-    """SIGKILL every process of a worker node at once (raylet, agents, workers)."""
+def _node_pids(node) -> set[int]:
+    """Every process of a worker node (raylet, agents, workers)."""
     pids = {info.process.pid for infos in node.all_processes.values() for info in infos}
     for pid in list(pids):
         try:
             pids |= {p.pid for p in psutil.Process(pid).children(recursive=True)}
         except psutil.Error:
             pass
+    return pids
+
+
+def _busy_node(cluster, patience: float = 30.0):
+    """A worker node whose excnet worker is restoring a photo now (its process title says
+    `_Worker.restore`), so that killing it loses work in flight; on a slow machine one node's
+    worker may still be starting when the other has finished the first photos."""
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        for node in cluster.worker_nodes:
+            for pid in _node_pids(node):
+                try:
+                    if "_Worker.restore" in " ".join(psutil.Process(pid).cmdline()):
+                        return node
+                except psutil.Error:
+                    continue
+        time.sleep(0.01)
+    return next(iter(cluster.worker_nodes))
+
+
+def _kill_node(cluster, node) -> None:
+    """SIGKILL every process of a worker node at once (raylet, agents, workers)."""
+    pids = _node_pids(node)
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -128,7 +151,7 @@ def _run_killing_a_node(argv: list[str], cluster, manifest: Path,
         while len(list(read_records(manifest))) < finished and driver.poll() is None:
             time.sleep(0.02)
         assert driver.poll() is None, "the batch ended before the node was killed"
-        _kill_node(cluster, next(iter(cluster.worker_nodes)))
+        _kill_node(cluster, _busy_node(cluster))
         _, stderr = driver.communicate()
     return driver.returncode, stderr
 
