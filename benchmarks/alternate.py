@@ -36,7 +36,7 @@ def frame_count(clip: Path) -> int:
     import av
 
     with av.open(str(clip)) as c:
-        return sum(1 for _ in c.demux(c.streams.video[0]) if _.size)
+        return sum(1 for packet in c.demux(c.streams.video[0]) if packet.size)
 
 
 def source_tree(rev: str, scratch: Path) -> tuple[Path, bool]:

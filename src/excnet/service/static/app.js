@@ -103,24 +103,21 @@ function controls() {
   };
 }
 
+// [phi_s, phi_h, phi_s of the second pass] as applied (Curve.applied and Curve.second): the
+// second pass is the shadow lift the monotonic limit withheld. Made once per update.
 function applied(c) {
   const s = c.strength * c.amount;
   const a = [s * c.phi_s, c.highlight_scale * s * c.phi_h];
-  return c.monotonic ? monotonicLimit(a[0], Math.max(a[1], 0)) : a;
-}
-
-// Curve.second: the shadow lift the monotonic limit withheld, applied as a second pass.
-function secondPass(c, a) {
-  if (!(c.monotonic && c.second_pass)) return 0;
-  const extra = c.strength * c.amount * c.phi_s - a[0];
-  return extra > 1e-9 ? monotonicLimit(extra, 0)[0] : 0;
+  if (!c.monotonic) return [...a, 0];
+  const [aS, aH] = monotonicLimit(a[0], Math.max(a[1], 0));
+  const extra = c.second_pass ? a[0] - aS : 0;
+  return [aS, aH, extra > 1e-9 ? monotonicLimit(extra, 0)[0] : 0];
 }
 
 // The whole curve: exposure, then the S-curve, then its second pass (Curve.__call__).
 function curveAt(c, a, x) {
   const y = sCurve(expose(x, c.strength * c.exposure), a[0], a[1]);
-  const s2 = secondPass(c, a);
-  return s2 ? sCurve(y, s2, 0) : y;
+  return a[2] ? sCurve(y, a[2], 0) : y;
 }
 
 function showError(message) {
@@ -271,7 +268,7 @@ function renderPreview(c) {
 
 function drawCurve(c) {
   const a = applied(c);
-  const [aS, aH] = a;
+  const [aS, aH, a2] = a;
   const pts = [];
   for (let i = 0; i <= 128; i++) {
     const x = i / 128;
@@ -283,7 +280,7 @@ function drawCurve(c) {
   $("phi-text").textContent =
     `φs = ${c.phi_s.toFixed(3)}, φh = ${c.phi_h.toFixed(3)} · applied ` +
     `${aS.toFixed(3)}, ${aH.toFixed(3)}` +
-    (secondPass(c, a) ? ` then ${secondPass(c, a).toFixed(3)}` : "") +
+    (a2 ? ` then ${a2.toFixed(3)}` : "") +
     ` · estimated ${e.curve.phi_s.toFixed(3)}, ` +
     `${e.curve.phi_h.toFixed(3)} by ${e.solver} in ${e.iterations} iterations` +
     (c.exposure || c.amount !== 1
