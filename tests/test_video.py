@@ -11,6 +11,7 @@ import json
 import math
 import os
 import signal
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from excnet.curve import gain_lut
 from excnet.temporal import TemporalGuide, block_signature, change_score
 from excnet.video import (
     LOW_RADIUS,
+    Scratch,
     VideoError,
     YuvSpec,
     apply_gain_yuv,
@@ -505,7 +507,7 @@ def test_subtitles_tags_and_timecode_carried(tmp_path):
 
 
 def test_cli_sigterm_mid_encode_leaves_no_file(tmp_path, capsys, monkeypatch):
-    import excnet.video
+    import excnet.video.restore
 
     src = write_clip(tmp_path / "c.mp4", 6)
     out = tmp_path / "out"
@@ -522,7 +524,7 @@ def test_cli_sigterm_mid_encode_leaves_no_file(tmp_path, capsys, monkeypatch):
     def fallback(signum, frame):  # without our handler SIGTERM would end pytest
         raise RuntimeError("SIGTERM not handled")
 
-    monkeypatch.setattr(excnet.video, "apply_gain_yuv", apply_then_terminate)
+    monkeypatch.setattr(excnet.video.restore, "apply_gain_yuv", apply_then_terminate)
     previous = signal.signal(signal.SIGTERM, fallback)
     try:
         code, _, err = run_cli(capsys, src, "-o", out / "o.mp4")
@@ -683,3 +685,55 @@ def test_svt_av1_gets_its_own_default_preset(tmp_path):
     with pytest.raises(VideoError, match="preset 'veryfast'"):
         restore_video(src, tmp_path / "bad.mp4", curve=Curve(0.5, 0.0), codec="libsvtav1",
                       preset="veryfast")
+
+
+def test_scratch_arrays_reused_across_frames_give_the_same_planes():
+    rng = np.random.default_rng(5)
+    spec = YuvSpec(1, False, 8)
+    lut = gain_lut(Curve(0.8, 0.2, monotonic=True), 4096)
+    scratch = Scratch()
+    for _ in range(3):  # each frame overwrites the last one's work arrays
+        y = rng.integers(16, 100, (48, 64), dtype=np.uint8)
+        u, v = (rng.integers(16, 241, (24, 32), dtype=np.uint8) for _ in range(2))
+        fresh = yuv_luminance(y, u, v, spec)
+        reused = yuv_luminance(y, u, v, spec, scratch)
+        assert np.array_equal(fresh, reused)
+        base = fast_guided_filter(fresh, 2, 1600.0, low_radius=LOW_RADIUS)
+        planes = [y.copy(), u.copy(), v.copy()]
+        apply_gain_yuv(*planes, base, lut, spec)
+        again = [y.copy(), u.copy(), v.copy()]
+        apply_gain_yuv(*again, base, lut, spec, scratch)
+        assert all(np.array_equal(a, b) for a, b in zip(planes, again, strict=True))
+        assert planes[0].mean() > y.mean() + 5  # the curve lifted it: the check has teeth
+    assert np.shares_memory(reused, scratch("luma", (24, 32), np.float32))
+
+
+def test_encoder_error_on_its_thread_stops_the_run_with_one_line(tmp_path, monkeypatch):
+    from excnet.video.output import Output
+
+    class Refusing:  # the muxer of a full disk, say
+        def mux(self, packets):
+            raise av.error.OSError(28, "No space left on device")
+
+    src = write_clip(tmp_path / "c.mp4", 12)
+    encode, threads = Output.encode, []
+
+    def refuse_the_fourth(self, frame):
+        threads.append(threading.current_thread().name)
+        if len(threads) == 4:
+            real, self.container = self.container, Refusing()
+            try:
+                encode(self, frame)
+            finally:
+                self.container = real
+        else:
+            encode(self, frame)
+
+    monkeypatch.setattr(Output, "encode", refuse_the_fourth)
+    out = tmp_path / "out" / "o.mp4"
+    with pytest.raises(VideoError) as err:
+        restore_video(src, out)
+    msg = str(err.value)
+    assert msg == f"{out}: encoding failed (No space left on device)", msg
+    assert list(out.parent.iterdir()) == []  # no output, no temporary file
+    assert len(threads) == 4 and set(threads) == {"excnet-encoder"}  # none after the error
