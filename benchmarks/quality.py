@@ -9,6 +9,7 @@
     python benchmarks/quality.py --folder DIR             # your own photos: no-reference table
     python benchmarks/quality.py --examples               # contact sheet of examples/
     python benchmarks/quality.py --backlit-dev            # real back-lit photos, no truth
+    python benchmarks/quality.py --backlit-bounds         # what the synthetic back-lit set allows
 
 The sets are in `quality_sets.py` (built from photos shipped in packages; nothing is
 downloaded) plus the real LOL eval15 pairs, by default at ../shared/data/lol_eval15 from the
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from quality_sets import LOL_DEFAULT, SETS, VERSUS_INPUT, Sample, lol_set
+from quality_sets import LOL_DEFAULT, SETS, VERSUS_INPUT, Backlight, Sample, backlit_set, lol_set
 
 from excnet import Curve, Restorer, adapt
 from excnet.base import network_input
@@ -524,6 +525,32 @@ def big_backlit_crops() -> list[np.ndarray]:
     return [_crop(v, at, 256, 2) for v in shown]
 
 
+def backlit_bounds(size: int) -> None:
+    """What the synthetic back-lit set allows: scores of renderings that know how each photo
+    was lit (the mask and the stops), beside doing nothing. A restoration that holds the
+    highlights leaves the brightened outside as it is; the best it can do inside is undo the
+    darkening, a uniform linear gain of 2-4 stops over the darkened region."""
+    from excnet.colour import linear_to_srgb, srgb_to_linear
+
+    lit: list[Backlight] = []
+    samples = backlit_set(size, lit=lit)
+
+    def undo(s: Sample, gain: np.ndarray) -> np.ndarray:
+        lin = srgb_to_linear(s.input / 255.0) / gain
+        return np.rint(linear_to_srgb(np.clip(lin, 0, 1)) * 255).astype(np.uint8)
+
+    rows = {
+        "input (doing nothing)": [s.input for s in samples],
+        "outside as shot, inside the truth": [
+            np.where(light.mask > 0.5, s.truth, s.input).astype(np.uint8)
+            for s, light in zip(samples, lit, strict=True)],
+        "outside as shot, inside undone": [
+            undo(s, light.gain(outside=False)) for s, light in zip(samples, lit, strict=True)],
+        "both undone": [undo(s, light.gain()) for s, light in zip(samples, lit, strict=True)],
+    }
+    print(table({k: mean_scores(v, samples) for k, v in rows.items()}, "rendering"))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
@@ -540,6 +567,9 @@ def main() -> int:
     ap.add_argument("--backlit-dev", type=Path, nargs="?", const=BACKLIT_DEV,
                     help="real back-lit photos (input/, cliplit/) through backlit_proxy.py "
                          "(default ../shared/data/backlit_dev)")
+    ap.add_argument("--backlit-bounds", action="store_true",
+                    help="scores on the synthetic back-lit set of renderings that know how "
+                         "each photo was lit")
     ap.add_argument("--backlit-out", type=Path, default=Path("/tmp/excnet_backlit_dev"),
                     help="where --backlit-dev writes its renderings")
     ap.add_argument("--size", type=int, default=SIZE, help="long side of the package photos")
@@ -556,6 +586,9 @@ def main() -> int:
     if args.backlit_dev:
         return backlit_dev(args.backlit_dev, args.backlit_out,
                            None if args.no_sheets else args.sheets)
+    if args.backlit_bounds:
+        backlit_bounds(args.size)
+        return 0
     if args.trials:
         trials(SETS["backlit"](args.size))
         return 0

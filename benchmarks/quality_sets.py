@@ -116,21 +116,43 @@ def make_mask(kind: str, h: int, w: int, rng: np.random.Generator) -> np.ndarray
     return np.clip(0.5 + t / 0.6, 0, 1)
 
 
-def degrade_backlit(truth: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
-    """A back-lit version of an sRGB uint8 photo (see the module docstring)."""
+@dataclass(frozen=True)
+class Backlight:
+    """How `degrade_backlit` lit a photo: mask (H, W, 1), 1 where darkened; stops down inside
+    and up outside."""
+
+    mask: np.ndarray
+    dark: float
+    bright: float
+
+    def gain(self, inside: bool = True, outside: bool = True) -> np.ndarray:
+        """Linear-light gain (H, W, 1) of the darkening inside and/or the brightening outside."""
+        m = self.mask
+        return (m * 2.0**-self.dark if inside else m) + (1 - m) * (2.0**self.bright if outside
+                                                                 else 1.0)
+
+
+def degrade_backlit(truth: np.ndarray, kind: str, rng: np.random.Generator,
+                    lit: list[Backlight] | None = None) -> np.ndarray:
+    """A back-lit version of an sRGB uint8 photo (see the module docstring); `lit` collects how
+    it was lit."""
     lin = srgb_to_linear(truth / 255.0)
     m = make_mask(kind, *truth.shape[:2], rng)[..., None]
-    dark, bright = rng.uniform(2, 4), rng.uniform(0.5, 1.5)
-    lin = np.clip(lin * (m * 2.0**-dark + (1 - m) * 2.0**bright), 0, 1)
+    light = Backlight(m, rng.uniform(2, 4), rng.uniform(0.5, 1.5))
+    if lit is not None:
+        lit.append(light)
+    lin = np.clip(lin * light.gain(), 0, 1)
     return _encode(_noisy(lin, rng, 2e-5, 1e-7))
 
 
-def backlit_set(size: int = SIZE, seed: int = 7) -> list[Sample]:
+def backlit_set(size: int = SIZE, seed: int = 7, lit: list[Backlight] | None = None
+                ) -> list[Sample]:
+    """The synthetic back-lit set; `lit` collects how each sample was lit, in order."""
     rng = np.random.default_rng(seed)
     out = []
     for i, (name, truth) in enumerate(photos(BACKLIT_PHOTOS, size).items()):
         for kind in MASKS:
-            out.append(Sample(f"{name}/{kind}", degrade_backlit(truth, kind, rng), truth,
+            out.append(Sample(f"{name}/{kind}", degrade_backlit(truth, kind, rng, lit), truth,
                               i % 2 == 1))
     return out
 

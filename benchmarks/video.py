@@ -16,15 +16,17 @@ settle     on the 720p events clip (one-stop lighting drop at 40 %, cut at 70 %)
            video after each event until the guided output's mean luma stays within 2 % of the
            independent restore of the same frames (target <= 0.5 s).
 
+With --guided-only only the speed of the default (guided) restore and of passthrough is timed.
 With --network the excnet solver (warm network, --frame-iters per estimated frame) is timed
 on the 720p pan clip too. Usage:
-    python benchmarks/video.py [--repeats 3] [--frames 150] [--network]
+    python benchmarks/video.py [--repeats 3] [--frames 150] [--network] [--guided-only]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import os
 import statistics
 import tempfile
@@ -84,6 +86,10 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=150)
     ap.add_argument("--network", action="store_true", help="also time --solver excnet")
     ap.add_argument("--sizes", default="1280x720,1920x1080")
+    ap.add_argument("--guided-only", action="store_true",
+                    help="time the default (guided) restore only, beside passthrough, and stop "
+                         "there: to compare two trees, run this script with PYTHONPATH set to "
+                         "each tree's src/ in turn")
     args = ap.parse_args()
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     print(f"cpu cores: {os.cpu_count()}, load average at start: "
@@ -95,7 +101,7 @@ def main() -> None:
             clips[("pan", w)] = make_clips.make_clip(d / f"pan{w}.mp4", "pan", (w, h),
                                                      args.frames, FPS)
         w0, h0 = sizes[0]
-        for kind in ("static", "events"):
+        for kind in () if args.guided_only else ("static", "events"):
             clips[(kind, w0)] = make_clips.make_clip(d / f"{kind}{w0}.mp4", kind, (w0, h0),
                                                      args.frames, FPS)
 
@@ -111,12 +117,16 @@ def main() -> None:
                 s = restore_video(src, d / f"g{w}.mp4")
                 runs["g"].append(s.fps)
                 guided_phi[w] = np.array(s.phi)
+                if args.guided_only:
+                    continue
                 runs["i"].append(restore_video(src, d / f"i{w}.mp4", guided=False).fps)
                 fixed = Restorer().curve_for(*np.median(guided_phi[w], axis=0))
                 runs["f"].append(restore_video(src, d / f"f{w}.mp4", curve=fixed).fps)
-            m = {k: statistics.median(v) for k, v in runs.items()}
+            m = {k: statistics.median(v) if v else math.nan for k, v in runs.items()}
             print(f"{w}x{h:<5} {m['pass']:12.1f} {m['g']:8.1f} {m['i']:12.1f} {m['f']:8.1f} "
                   f"{m['g'] / m['i']:13.2f} {m['g'] / m['pass']:12.2f}")
+        if args.guided_only:
+            return
         # the first size's clip at 10 bits: restored and encoded at 10 bits (yuv420p10le)
         deep = d / f"pan{w0}-10bit.mp4"
         passthrough(clips[("pan", w0)], deep, "yuv420p10le")
