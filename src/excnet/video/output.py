@@ -202,7 +202,10 @@ class Output:
             raise VideoError(f"{self.dst}: encoding failed ({reason(exc)})") from None
 
     def packet(self, packet: av.Packet) -> None:
-        """Copy or re-encode a packet of a carried stream (the output has started)."""
+        """Copy or re-encode a packet of a carried stream (held until the output starts)."""
+        if not self.started:
+            self.pending.append(packet)
+            return
         route = self.routes.get(packet.stream)
         if route is None:
             return
@@ -245,8 +248,7 @@ class Writer:
     restored: on two cores the two overlap instead of taking turns. At most `depth` calls wait;
     the first error is raised by the next `put` or by `join`."""
 
-    def __init__(self, out: Output, dst: Path, depth: int = 2) -> None:
-        self.out, self.dst = out, dst
+    def __init__(self, depth: int = 2) -> None:
         self.calls: queue.Queue = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
         self.thread: threading.Thread | None = None

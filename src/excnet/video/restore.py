@@ -272,15 +272,15 @@ def _transcode(inp, src: Path, tmp: Path, dst: Path, guide: TemporalGuide | None
     lut = None if curve is None else gain_lut(curve, _LUT_SIZE)
     scratch = Scratch()
     start = time.perf_counter()
-    writer = Writer(out, dst)
+    writer = Writer()
     try:
         out.open()
         for kind, item in _frames(inp, video, carried, src):
             if kind == "packet":
                 if out.started:
                     writer.put(out.packet, item)
-                else:
-                    out.pending.append(item)
+                else:  # nothing is queued before the start: held here, in order
+                    out.packet(item)
                 continue
             frame = item
             if spec is None:
