@@ -16,6 +16,7 @@ import av
 import cv2
 import numpy as np
 
+from .. import strips
 from ..colour import LUMA_WEIGHTS
 
 #: AVColorSpace -> (Kr, Kb) of the Y'CbCr matrix.
@@ -140,9 +141,8 @@ def apply_gain_yuv(y: np.ndarray, u: np.ndarray, v: np.ndarray, base: np.ndarray
     np.clip(idx, 0, n, out=idx)
     at = scratch("index_int", base.shape, np.int32)
     np.copyto(at, idx, casting="unsafe")  # truncation: idx >= 0, so rounds half up
-    gain = scratch("gain", base.shape, np.float32)
-    # flat arrays: on 2-D ones numpy's take buffers the result in fresh memory
-    np.take(np.asarray(lut, np.float32), at.ravel(), out=gain.ravel(), mode="clip")
+    gain = strips.look_up(np.asarray(lut, np.float32), at, scratch("gain", base.shape, np.float32),
+                          threads=1)  # in bands: no frame-sized buffer in fresh memory
     depth = cv2.CV_8U if y.dtype == np.uint8 else cv2.CV_16U
     product = scratch("product", u.shape, np.float32)
     for plane in (u, v):
