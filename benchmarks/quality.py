@@ -32,7 +32,16 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from quality_sets import LOL_DEFAULT, SETS, VERSUS_INPUT, Backlight, Sample, backlit_set, lol_set
+from quality_sets import (
+    LOL_DEFAULT,
+    SETS,
+    VERSUS_INPUT,
+    Backlight,
+    Sample,
+    backlit_set,
+    encode_srgb,
+    lol_set,
+)
 
 from excnet import Curve, Restorer, adapt
 from excnet.base import network_input
@@ -530,14 +539,13 @@ def backlit_bounds(size: int) -> None:
     was lit (the mask and the stops), beside doing nothing. A restoration that holds the
     highlights leaves the brightened outside as it is; the best it can do inside is undo the
     darkening, a uniform linear gain of 2-4 stops over the darkened region."""
-    from excnet.colour import linear_to_srgb, srgb_to_linear
+    from excnet.colour import srgb_to_linear
 
     lit: list[Backlight] = []
     samples = backlit_set(size, lit=lit)
 
     def undo(s: Sample, gain: np.ndarray) -> np.ndarray:
-        lin = srgb_to_linear(s.input / 255.0) / gain
-        return np.rint(linear_to_srgb(np.clip(lin, 0, 1)) * 255).astype(np.uint8)
+        return encode_srgb(srgb_to_linear(s.input / 255.0) / gain)
 
     rows = {
         "input (doing nothing)": [s.input for s in samples],

@@ -92,7 +92,8 @@ def photos(names: tuple[str, ...], size: int = SIZE) -> dict[str, np.ndarray]:
     return {n: p for n, p in found.items() if p is not None}
 
 
-def _encode(lin: np.ndarray) -> np.ndarray:
+def encode_srgb(lin: np.ndarray) -> np.ndarray:
+    """Linear light (clipped to 0..1) as sRGB uint8."""
     return np.rint(linear_to_srgb(np.clip(lin, 0, 1)) * 255).astype(np.uint8)
 
 
@@ -142,7 +143,7 @@ def degrade_backlit(truth: np.ndarray, kind: str, rng: np.random.Generator,
     if lit is not None:
         lit.append(light)
     lin = np.clip(lin * light.gain(), 0, 1)
-    return _encode(_noisy(lin, rng, 2e-5, 1e-7))
+    return encode_srgb(_noisy(lin, rng, 2e-5, 1e-7))
 
 
 def backlit_set(size: int = SIZE, seed: int = 7, lit: list[Backlight] | None = None
@@ -164,7 +165,7 @@ def _underexposed(stops: tuple[float, ...], shot: float, floor: float, seed: int
     for i, (name, truth) in enumerate(photos(MILD_PHOTOS, size).items()):
         lin = srgb_to_linear(truth / 255.0)
         for s in stops:
-            low = _encode(_noisy(lin * 2.0**-s, rng, shot, floor))
+            low = encode_srgb(_noisy(lin * 2.0**-s, rng, shot, floor))
             out.append(Sample(f"{name}/-{s:g}EV", low, truth, i % 2 == 1))
     return out
 
@@ -195,7 +196,7 @@ def lowkey_set(size: int = SIZE, seed: int = 17) -> list[Sample]:
         d = np.sqrt(((yy - cy) / 0.22) ** 2 + ((xx - cx) / 0.18) ** 2)
         m = (1 / (1 + np.exp((d - 1) / 0.05)))[..., None]
         lin = srgb_to_linear(img / 255.0) * (m + (1 - m) * 2.0**-6)
-        made = _encode(_noisy(lin, rng, 2e-6, 1e-8))
+        made = encode_srgb(_noisy(lin, rng, 2e-6, 1e-8))
         out.append(Sample(f"{name}/lowkey", made, made, i % 2 == 1))
     return out
 
